@@ -1,0 +1,205 @@
+"""Data models: the message envelope, enums, and health snapshots.
+
+``RealtimeMessage`` is a plain dataclass. The per-message path builds it
+directly (see :mod:`magk_client.codec`), because dataclasses-json costs about
+40 times ``json.loads`` per message; ``to_dict``/``from_dict``/``to_json``/
+``from_json`` (camelCase, via dataclasses-json) are there for users.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Union
+
+from dataclasses_json import DataClassJsonMixin, LetterCase, config
+
+__all__ = [
+    "BackendHealth",
+    "CircuitState",
+    "CommandResponse",
+    "ConnectionHealth",
+    "ConnectionState",
+    "ConnectionType",
+    "MessageType",
+    "RealtimeMessage",
+    "WorkflowCommand",
+    "message_type",
+]
+
+
+class MessageType(str, enum.Enum):
+    """The message types of protocol v1. A ``str`` enum: compares equal to its value."""
+
+    NODE_STATUS_UPDATE = "node_status_update"
+    NODE_PROGRESS_UPDATE = "node_progress_update"
+    NODE_ERROR = "node_error"
+    NODE_RESULT = "node_result"
+    NODE_METADATA = "node_metadata"
+    NODE_LOG = "node_log"
+    WORKFLOW_EVENT = "workflow_event"
+    HEARTBEAT = "heartbeat"
+    PING = "ping"
+    PONG = "pong"
+    SUBSCRIPTION_ACK = "subscription_ack"
+    SUBSCRIPTION_ERROR = "subscription_error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TYPES: Dict[str, MessageType] = {t.value: t for t in MessageType}
+
+
+def message_type(value: Union[str, MessageType]) -> Union[MessageType, str]:
+    """Return the :class:`MessageType` for ``value``, or the plain string if unknown."""
+    if isinstance(value, MessageType):
+        return value
+    return _TYPES.get(value, value)
+
+
+class ConnectionState(str, enum.Enum):
+    """Where a service is in its life cycle."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    ERROR = "error"
+    CLOSED = "closed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ConnectionType(str, enum.Enum):
+    """The transport in use."""
+
+    WEBSOCKET = "websocket"
+    EVENTSOURCE = "eventsource"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class CircuitState(str, enum.Enum):
+    """The circuit breaker's state."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_CAMEL = config(letter_case=LetterCase.CAMEL)
+
+
+@dataclass(eq=True)
+class RealtimeMessage(DataClassJsonMixin):
+    """One protocol message (the envelope of PROTOCOL.md).
+
+    ``type`` is a :class:`MessageType` when known and the plain string otherwise.
+    ``timestamp`` is the sender's ISO-8601 time as received; ``received_at`` is
+    our own receipt time (``time.time()``), not part of the wire format.
+    """
+
+    dataclass_json_config = _CAMEL["dataclasses_json"]
+
+    type: Union[MessageType, str]
+    id: str = ""
+    timestamp: str = ""
+    workflow_id: Optional[str] = None
+    node_id: Optional[str] = None
+    data: Dict[str, Any] = field(default_factory=dict)
+    retry: Optional[int] = None
+    version: Optional[int] = None
+    received_at: float = field(
+        default=0.0,
+        compare=False,
+        repr=False,
+        metadata=config(exclude=lambda _: True),
+    )
+
+    def __post_init__(self) -> None:
+        self.type = message_type(self.type)
+
+
+@dataclass
+class WorkflowCommand(DataClassJsonMixin):
+    """A workflow command payload (``requestId`` keeps it idempotent across resends)."""
+
+    dataclass_json_config = _CAMEL["dataclasses_json"]
+
+    command: str
+    workflow_id: str
+    request_id: str
+    node_id: Optional[str] = None
+    data: Optional[Dict[str, Any]] = None
+
+
+@dataclass
+class CommandResponse(DataClassJsonMixin):
+    """The answer to a workflow command."""
+
+    dataclass_json_config = _CAMEL["dataclasses_json"]
+
+    request_id: str
+    command: str
+    success: bool
+    error: Optional[str] = None
+    data: Optional[Dict[str, Any]] = None
+
+
+@dataclass
+class BackendHealth(DataClassJsonMixin):
+    """``GET /health``: the full form, or the minimal one real MAGK servers send."""
+
+    dataclass_json_config = _CAMEL["dataclasses_json"]
+
+    status: str
+    service: Optional[str] = None
+    services: Dict[str, bool] = field(default_factory=dict)
+    metrics: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_healthy(self) -> bool:
+        return self.status == "healthy"
+
+
+@dataclass(frozen=True)
+class ConnectionHealth:
+    """An immutable snapshot of a service's connection health.
+
+    Times are ``time.time()`` seconds; latencies are heartbeat round trips in ms.
+    """
+
+    is_healthy: bool
+    state: ConnectionState
+    connection_type: Optional[ConnectionType]
+    connected_since: Optional[float] = None
+    last_message_at: Optional[float] = None
+    last_heartbeat_at: Optional[float] = None
+    latency_ms: Optional[float] = None
+    latency_p50_ms: Optional[float] = None
+    latency_p99_ms: Optional[float] = None
+    reconnect_attempts: int = 0
+    total_reconnects: int = 0
+    transport_switches: int = 0
+    circuit_state: CircuitState = CircuitState.CLOSED
+    messages_received: int = 0
+    messages_delivered: int = 0
+    messages_sent: int = 0
+    duplicates_dropped: int = 0
+    invalid_messages: int = 0
+    oversized_messages: int = 0
+    callback_errors: int = 0
+    resume_gaps: int = 0
+    queue_size: int = 0
+    queue_dropped: int = 0
+    queue_expired: int = 0
+    dispatch_queue_size: int = 0
+    dispatch_dropped: int = 0
+    last_event_id: Optional[str] = None
+    errors: List[str] = field(default_factory=list)
