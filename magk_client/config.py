@@ -154,6 +154,8 @@ class RealtimeConnectionConfig(_ConfigBase):
     # Connection URLs
     websocket_url: Optional[str] = "ws://localhost:8000/ws/realtime"
     event_source_url: Optional[str] = "http://localhost:8000/events/realtime"
+    #: where client messages go while on SSE (default: ``/messages`` on the SSE host)
+    messages_url: Optional[str] = None
     # Connection preferences
     preferred_type: ConnectionType = ConnectionType.WEBSOCKET
     fallback_to_secondary: bool = True
@@ -206,6 +208,7 @@ class RealtimeConnectionConfig(_ConfigBase):
             ) from None
         _check_url("websocket_url", self.websocket_url, ("ws", "wss"))
         _check_url("event_source_url", self.event_source_url, ("http", "https"))
+        _check_url("messages_url", self.messages_url, ("http", "https"))
         if self.websocket_url is None and self.event_source_url is None:
             raise ConfigError("websocket_url and event_source_url cannot both be None")
         for name in (

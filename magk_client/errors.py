@@ -17,6 +17,7 @@ translated at the transport boundary, so user code never has to import them::
      |    +-- ProtocolError                   bad frames, bad JSON, wrong content type
      |    |    +-- MessageTooLargeError       over max_message_size (close 1009)
      |    +-- TransportClosed                 the server ended the stream (1000/1001, 204, EOF)
+     +-- CircuitOpenError                     too many failures in a row; waiting before a probe
      +-- ResumeGapError                       the server could not replay what we missed
      +-- CommandError                         a workflow command failed or timed out
      +-- CallbackError                        a user callback raised (reported, not raised)
@@ -36,6 +37,7 @@ from typing import Optional
 __all__ = [
     "AuthError",
     "CallbackError",
+    "CircuitOpenError",
     "ClientClosedError",
     "CommandError",
     "ConfigError",
@@ -159,6 +161,18 @@ class TransportClosed(MagkConnectionError):
     """The server ended the connection in an orderly way (close 1000/1001, end of stream)."""
 
     category = ErrorCategory.NETWORK
+
+
+class CircuitOpenError(MagkError):
+    """The circuit breaker is open: connection attempts pause until ``retry_in`` seconds pass."""
+
+    def __init__(self, failures: int, retry_in: float) -> None:
+        super().__init__(
+            f"circuit breaker open after {failures} consecutive failures; "
+            f"next probe in {retry_in:.1f} s"
+        )
+        self.failures = failures
+        self.retry_in = retry_in
 
 
 class ResumeGapError(MagkError):
