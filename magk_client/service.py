@@ -1,0 +1,1149 @@
+"""RealtimeService: the threads that keep one live connection to a MAGK backend.
+
+Decisions are made by the pure objects of :mod:`policies`, :mod:`outbox`,
+:mod:`router` and :mod:`delivery`; this module only moves data between them,
+the transports and the user's callbacks. Three kinds of thread, all named and
+all joined by :meth:`RealtimeService.disconnect`:
+
+``magk-supervisor-N``
+    The retry loop and the heartbeat timer. Opens connections (the handshake
+    runs here), applies backoff, the circuit breaker and the recovery plan,
+    switches transports, sends pings, flushes the offline queue. It only ever
+    waits on an Event with a deadline, so ``disconnect()`` interrupts any wait.
+``magk-reader-N-M``
+    One per live connection: blocks on ``transport.receive()``, decodes,
+    answers server pings, drops duplicates, and hands batches to the
+    dispatcher. It never runs user code.
+``magk-dispatcher-N``
+    Takes batches from a ``SimpleQueue`` in order and calls subscriptions and
+    listeners with no lock held. A callback that raises is logged, counted and
+    reported to error listeners; delivery goes on. A callback may call any
+    public method, ``disconnect()`` included.
+
+Public methods are safe from any thread. ``self._lock`` guards mutable state
+and is never held while user code, a transport call or a join runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
+from urllib.parse import urlsplit, urlunsplit
+
+from . import codec
+from .config import ErrorRecoveryConfig, RealtimeConnectionConfig
+from .delivery import DeliveryTracker
+from .errors import (
+    CallbackError,
+    CircuitOpenError,
+    ClientClosedError,
+    ConfigError,
+    MagkConnectionError,
+    MagkError,
+    MagkTimeoutError,
+    MessageTooLargeError,
+    NetworkError,
+    NotConnectedError,
+    ResumeGapError,
+    redact_url,
+)
+from .models import (
+    ConnectionHealth,
+    ConnectionState,
+    ConnectionType,
+    MessageType,
+    RealtimeMessage,
+)
+from .outbox import OfflineQueue
+from .policies import (
+    Backoff,
+    CircuitBreaker,
+    HeartbeatMonitor,
+    ReconnectTracker,
+    recovery_plan,
+)
+from .router import Subscription, SubscriptionRouter
+from .security import (
+    auth_headers,
+    build_ssl_context,
+    check_plaintext_credentials,
+    url_with_token,
+)
+from .transports.base import Inbound, SSEEvent, Transport, TransportOptions
+
+__all__ = ["MessageStream", "RealtimeService"]
+
+logger = logging.getLogger("magk_client.service")
+
+StateListener = Callable[[ConnectionState, Optional[BaseException]], Any]
+ErrorListener = Callable[[MagkError], Any]
+GapListener = Callable[[ResumeGapError], Any]
+MessageCallback = Callable[[RealtimeMessage], Any]
+Remover = Callable[[], None]
+
+_CONTROL = frozenset({MessageType.PING, MessageType.PONG, MessageType.HEARTBEAT})
+_service_numbers = itertools.count(1)
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class _Notice:
+    """Something for listeners, queued in order with the events around it."""
+
+    kind: str  # "state" | "gap" | "error"
+    state: Optional[ConnectionState] = None
+    error: Optional[BaseException] = None
+
+
+class _Connection:
+    """One live transport and its reader thread (owned by the supervisor)."""
+
+    __slots__ = ("ctype", "error", "number", "opened_at", "reader", "transport")
+
+    def __init__(self, number: int, transport: Transport, ctype: ConnectionType, now: float) -> None:
+        self.number = number
+        self.transport = transport
+        self.ctype = ctype
+        self.opened_at = now
+        self.reader: Optional[threading.Thread] = None
+        self.error: Optional[MagkConnectionError] = None
+
+
+def _coerce_config(
+    config: Union[RealtimeConnectionConfig, Mapping[str, Any], None], overrides: Dict[str, Any]
+) -> RealtimeConnectionConfig:
+    if config is None:
+        cfg = RealtimeConnectionConfig()
+    elif isinstance(config, RealtimeConnectionConfig):
+        cfg = config
+    elif isinstance(config, Mapping):
+        cfg = RealtimeConnectionConfig.from_dict(config)
+    else:
+        raise ConfigError(f"config must be a RealtimeConnectionConfig or a dict, got {type(config).__name__}")
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def _messages_url(cfg: RealtimeConnectionConfig) -> Optional[str]:
+    if cfg.messages_url:
+        return cfg.messages_url
+    if not cfg.event_source_url:
+        return None
+    parts = urlsplit(cfg.event_source_url)
+    path = parts.path
+    suffix = "/events/realtime"
+    base = path[: -len(suffix)] if path.endswith(suffix) else ""
+    return urlunsplit((parts.scheme, parts.netloc, base + "/messages", "", ""))
+
+
+class MessageStream(Iterator[RealtimeMessage]):
+    """An iterator over incoming messages (the pull API for scripts and notebooks).
+
+    It subscribes when created, so nothing that arrives after the call is missed.
+    Iteration stops when no message arrives for ``timeout`` seconds (``None``: wait
+    forever) or when the stream is closed. Use it as a context manager, or call
+    :meth:`close`, to unsubscribe.
+    """
+
+    def __init__(self, service: RealtimeService, timeout: Optional[float], **subscribe_args: Any) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._timeout = timeout
+        self._service = service
+        self._closed = False
+        self._sub_id = service.subscribe(callback=self._queue.put, **subscribe_args)
+
+    def __next__(self) -> RealtimeMessage:
+        if self._closed:
+            raise StopIteration
+        try:
+            item = self._queue.get(timeout=self._timeout)
+        except queue.Empty:
+            self.close()
+            raise StopIteration from None
+        if item is _STOP:
+            raise StopIteration
+        assert isinstance(item, RealtimeMessage)
+        return item
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._service.unsubscribe(self._sub_id)
+            self._queue.put(_STOP)
+
+    def __enter__(self) -> MessageStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RealtimeService:
+    """A live, self-healing connection to a MAGK backend (WebSocket or SSE).
+
+    ``RealtimeService(config=None, error_recovery=None, **overrides)`` takes a
+    :class:`RealtimeConnectionConfig` (or a dict, camelCase keys welcome) and any
+    config field as a keyword. Config durations are milliseconds; every
+    ``timeout=`` argument is seconds. Use it as a context manager::
+
+        with RealtimeService(websocket_url=url) as service:
+            service.subscribe(["node_status_update"], print)
+            service.wait_for("workflow_event", timeout=10)
+    """
+
+    def __init__(
+        self,
+        config: Union[RealtimeConnectionConfig, Mapping[str, Any], None] = None,
+        error_recovery: Union[ErrorRecoveryConfig, Mapping[str, Any], None] = None,
+        **overrides: Any,
+    ) -> None:
+        self._config = _coerce_config(config, overrides)
+        if error_recovery is None:
+            self._recovery = ErrorRecoveryConfig()
+        else:
+            self._recovery = ErrorRecoveryConfig.from_dict(error_recovery)
+        cfg = self._config
+        self._number = next(_service_numbers)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._router = SubscriptionRouter()
+        self._transformers = codec.TransformerRegistry()
+        self._rng = random.Random()
+        self._dispatch_q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._state = ConnectionState.DISCONNECTED
+        self._ctype = cfg.preferred_type
+        self._conn: Optional[_Connection] = None
+        self._opening: Optional[Transport] = None
+        self._supervisor: Optional[threading.Thread] = None
+        self._dispatcher: Optional[threading.Thread] = None
+        self._closed = False
+        self._direct_send = False
+        self._session_error: Optional[MagkError] = None
+        self._retry_now = False
+        self._conn_numbers = itertools.count(1)
+        self._state_listeners: Tuple[StateListener, ...] = ()
+        self._error_listeners: Tuple[ErrorListener, ...] = ()
+        self._gap_listeners: Tuple[GapListener, ...] = ()
+        self._outbox = OfflineQueue(cfg.max_queue_size, cfg.queue_retention_ms / 1000.0)
+        self._delivery = DeliveryTracker(cfg.dedup_window)
+        self._build_policies()
+        # Counters. Each has one writing thread (noted) unless guarded by the lock.
+        self._received = 0  # reader
+        self._enqueued = 0  # reader
+        self._invalid = 0  # reader
+        self._oversized = 0  # supervisor (lock)
+        self._resume_gaps = 0  # reader
+        self._dispatch_dropped = 0  # reader
+        self._dispatched = 0  # dispatcher
+        self._delivered = 0  # dispatcher
+        self._callback_errors = 0  # dispatcher
+        self._sent = 0  # lock
+        self._total_reconnects = 0  # lock
+        self._switches = 0  # lock
+        self._connected_since: Optional[float] = None
+        self._last_message_at: Optional[float] = None
+        self._errors: List[str] = []
+        self._next_preferred_try = 0.0
+
+    def _build_policies(self) -> None:
+        cfg = self._config
+        self._tracker = ReconnectTracker(
+            Backoff.from_config(cfg), cfg.max_reconnect_attempts, cfg.min_stable_connection_ms / 1000.0
+        )
+        self._breaker = CircuitBreaker(cfg.circuit_breaker_threshold, cfg.circuit_breaker_reset_ms / 1000.0)
+        self._heartbeat = HeartbeatMonitor(cfg.heartbeat_interval_ms / 1000.0, cfg.heartbeat_timeout_ms / 1000.0)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def config(self) -> RealtimeConnectionConfig:
+        """The current configuration (an immutable value; see :meth:`update_config`)."""
+        return self._config
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def connection_type(self) -> Optional[ConnectionType]:
+        """The transport of the live connection, else the one the next attempt will use."""
+        conn = self._conn
+        return conn.ctype if conn is not None else self._ctype
+
+    @property
+    def is_connected(self) -> bool:
+        return self._state is ConnectionState.CONNECTED
+
+    @property
+    def last_event_id(self) -> Optional[str]:
+        """The id of the last event accepted; sent as ``Last-Event-ID`` on reconnect."""
+        return self._delivery.last_event_id
+
+    def __repr__(self) -> str:
+        cfg = self._config
+        url = cfg.websocket_url if self._ctype is ConnectionType.WEBSOCKET else cfg.event_source_url
+        return f"<RealtimeService #{self._number} {self._state.value} {self._ctype.value} {redact_url(url or '')}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def connect(self, timeout: Optional[float] = None, *, wait: bool = True) -> None:
+        """Connect, blocking until connected (or, with ``wait=False``, return at once and
+        keep trying in the background).
+
+        Raises the classified error (:class:`AuthError`, :class:`NetworkError`, ...)
+        when the service gives up (a terminal error, or attempts exhausted), and
+        :class:`MagkTimeoutError` if ``timeout`` seconds pass first; in both cases the
+        background attempts stop. Calling it while connected does nothing.
+        """
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError("this RealtimeService was closed; create a new one")
+            running = self._supervisor is not None and self._supervisor.is_alive()
+            if not running:
+                self._start_session_locked()
+            elif self._state is ConnectionState.CONNECTED:
+                return
+        if not wait:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                if self._state is ConnectionState.CONNECTED:
+                    return
+                if self._session_error is not None:
+                    err = self._session_error
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    err = None
+                    break
+                self._changed.wait(remaining if remaining is None else min(remaining, 1.0))
+        if err is None:
+            last = self._errors[-1] if self._errors else "no attempt finished"
+            self.disconnect()
+            raise MagkTimeoutError(f"could not connect within {timeout} s (last error: {last})")
+        self.disconnect()
+        raise err
+
+    def _start_session_locked(self) -> None:
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._session_error = None
+        self._tracker.reset()
+        self._ctype = self._config.preferred_type
+        self._set_state_locked(ConnectionState.CONNECTING, None)
+        if self._dispatcher is None or not self._dispatcher.is_alive():
+            self._dispatch_q = queue.SimpleQueue()
+            self._dispatcher = threading.Thread(
+                target=self._run_dispatcher,
+                args=(self._dispatch_q,),
+                name=f"magk-dispatcher-{self._number}",
+                daemon=True,
+            )
+            self._dispatcher.start()
+        self._supervisor = threading.Thread(
+            target=self._run_supervisor,
+            args=(self._stop, self._wake),
+            name=f"magk-supervisor-{self._number}",
+            daemon=True,
+        )
+        self._supervisor.start()
+
+    def disconnect(self, timeout: float = 5.0) -> None:
+        """Close the connection and end every thread this service started.
+
+        Events already received are delivered first (for at most ``timeout``
+        seconds). Safe from any thread; from inside a callback the dispatcher
+        thread ends as soon as that callback returns.
+        """
+        current = threading.current_thread()
+        with self._lock:
+            supervisor, dispatcher = self._supervisor, self._dispatcher
+            self._stop.set()
+            self._wake.set()
+            conn, opening = self._conn, self._opening
+            self._direct_send = False
+        if opening is not None:
+            opening.close()
+        if conn is not None:
+            conn.transport.close()
+        deadline = time.monotonic() + max(timeout, self._config.connection_timeout_ms / 1000.0 + 1.0)
+        if supervisor is not None and supervisor is not current:
+            supervisor.join(max(0.0, deadline - time.monotonic()))
+            if supervisor.is_alive():
+                logger.warning("supervisor thread did not end within the disconnect timeout")
+        with self._lock:
+            if self._supervisor is supervisor:
+                self._supervisor = None
+            was = self._state
+            if was not in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED):
+                self._set_state_locked(ConnectionState.DISCONNECTED, None)
+            self._dispatcher = None
+            self._dispatch_q.put(_STOP)
+        if dispatcher is not None and dispatcher is not current:
+            dispatcher.join(max(0.1, deadline - time.monotonic()))
+            if dispatcher.is_alive():
+                logger.warning("a callback is still running after the disconnect timeout")
+
+    def close(self) -> None:
+        """Disconnect for good: later calls raise :class:`ClientClosedError`. Idempotent."""
+        self.disconnect()
+        with self._lock:
+            self._closed = True
+            if self._state is not ConnectionState.CLOSED:
+                self._state = ConnectionState.CLOSED
+                self._changed.notify_all()
+
+    def reconnect(self, timeout: Optional[float] = None) -> None:
+        """Drop the current connection (if any) and connect again at once, resuming
+        from the last event. Blocks like :meth:`connect`."""
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError("this RealtimeService was closed; create a new one")
+            running = self._supervisor is not None and self._supervisor.is_alive() and not self._stop.is_set()
+            conn = self._conn
+            if running:
+                self._retry_now = True
+                self._tracker.reset()
+                self._wake.set()
+        if running and conn is not None:
+            conn.transport.close()
+            with self._lock:
+                # wait until the supervisor noticed the old connection is gone
+                while self._conn is conn and not self._stop.is_set():
+                    self._changed.wait(0.5)
+        self.connect(timeout)
+
+    def __enter__(self) -> RealtimeService:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ sending
+
+    def send_message(self, message: Union[RealtimeMessage, Mapping[str, Any]]) -> bool:
+        """Send a message now if connected (True); queue it while offline (False).
+
+        Raises :class:`NotConnectedError` when offline with the queue off,
+        :class:`MessageTooLargeError` over ``max_message_size``, and a
+        :class:`ConfigError`/``TypeError`` for a message that cannot be encoded.
+        """
+        text = codec.encode(message)
+        if len(text) > self._config.max_message_size:
+            raise MessageTooLargeError(
+                f"message of {len(text)} characters is over max_message_size={self._config.max_message_size}"
+            )
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError("this RealtimeService was closed")
+            conn = self._conn if self._direct_send else None
+            if conn is None:
+                self._enqueue_locked(text)
+                return False
+        try:
+            conn.transport.send(text)
+        except MagkConnectionError as err:
+            with self._lock:
+                self._direct_send = False
+                self._fail_connection_locked(conn, err)
+                self._enqueue_locked(text)
+            return False
+        with self._lock:
+            self._sent += 1
+        return True
+
+    def _enqueue_locked(self, text: str) -> None:
+        if not self._config.enable_offline_queue:
+            raise NotConnectedError("not connected and the offline queue is off (enable_offline_queue)")
+        dropped = self._outbox.put(text, time.monotonic())
+        if dropped:
+            logger.warning("offline queue full: dropped %d oldest message(s)", dropped)
+
+    def clear_queue(self) -> int:
+        """Drop every message waiting in the offline queue; return how many."""
+        with self._lock:
+            return self._outbox.clear()
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def subscribe(
+        self,
+        event_types: Union[None, str, MessageType, Iterable[Union[str, MessageType]]] = None,
+        callback: Optional[MessageCallback] = None,
+        *,
+        workflow_id: Optional[str] = None,
+        node_id: Optional[str] = None,
+        filter: Optional[Callable[[RealtimeMessage], bool]] = None,  # noqa: A002 - the seed's name
+    ) -> str:
+        """Call ``callback(message)`` on the dispatcher thread for each matching message.
+
+        ``event_types``: one type, several, or None for all (ping/pong/heartbeat only
+        reach subscriptions that name them). Returns a subscription id.
+        """
+        if callback is None or not callable(callback):
+            raise ConfigError("subscribe() needs a callable callback")
+        return self._router.add(event_types, callback, workflow_id=workflow_id, node_id=node_id, filter=filter)
+
+    def unsubscribe(self, subscription_id: str) -> bool:
+        """Remove a subscription; True if it existed. Takes effect for the next message."""
+        return self._router.remove(subscription_id)
+
+    def on_connection_state_change(self, listener: StateListener) -> Remover:
+        """Call ``listener(state, error)`` on the dispatcher thread at every state change."""
+        return self._add_listener("_state_listeners", listener)
+
+    def on_error(self, listener: ErrorListener) -> Remover:
+        """Call ``listener(error)`` for every error reported (connection, bad input, callbacks)."""
+        return self._add_listener("_error_listeners", listener)
+
+    def on_resume_gap(self, listener: GapListener) -> Remover:
+        """Call ``listener(ResumeGapError)`` when the server could not replay missed events."""
+        return self._add_listener("_gap_listeners", listener)
+
+    def _add_listener(self, attr: str, listener: Callable[..., Any]) -> Remover:
+        if not callable(listener):
+            raise ConfigError("a listener must be callable")
+        with self._lock:
+            setattr(self, attr, (*getattr(self, attr), listener))
+
+        def remove() -> None:
+            with self._lock:
+                current = getattr(self, attr)
+                setattr(self, attr, tuple(x for x in current if x is not listener))
+
+        return remove
+
+    def register_message_transformer(
+        self, event_name: str, fn: codec.MessageTransformer
+    ) -> Remover:
+        """Turn named SSE events ``event_name`` into envelopes with ``fn(backend_message)``."""
+        return self._transformers.register(event_name, fn)
+
+    def messages(
+        self,
+        event_types: Union[None, str, MessageType, Iterable[Union[str, MessageType]]] = None,
+        *,
+        timeout: Optional[float] = None,
+        workflow_id: Optional[str] = None,
+        node_id: Optional[str] = None,
+    ) -> MessageStream:
+        """Iterate over incoming messages; stops after ``timeout`` seconds of quiet."""
+        self._refuse_on_dispatcher("messages()")
+        return MessageStream(self, timeout, event_types=event_types, workflow_id=workflow_id, node_id=node_id)
+
+    def wait_for(
+        self,
+        type_or_predicate: Union[str, MessageType, Callable[[RealtimeMessage], bool]],
+        timeout: Optional[float] = None,
+        *,
+        workflow_id: Optional[str] = None,
+        node_id: Optional[str] = None,
+    ) -> RealtimeMessage:
+        """Block until a matching message arrives and return it; raise
+        :class:`MagkTimeoutError` after ``timeout`` seconds."""
+        self._refuse_on_dispatcher("wait_for()")
+        if callable(type_or_predicate) and not isinstance(type_or_predicate, str):
+            types, predicate = None, type_or_predicate
+        else:
+            types, predicate = type_or_predicate, None
+        with self.messages(types, timeout=timeout, workflow_id=workflow_id, node_id=node_id) as stream:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            for message in stream:
+                if predicate is None or predicate(message):
+                    return message
+                if deadline is not None:
+                    stream._timeout = max(0.0, deadline - time.monotonic())
+        raise MagkTimeoutError(f"no matching message within {timeout} s")
+
+    def _refuse_on_dispatcher(self, what: str) -> None:
+        if threading.current_thread() is self._dispatcher:
+            raise MagkError(f"{what} cannot be called from a callback: it would wait for itself")
+
+    # ------------------------------------------------------------------ health and config
+
+    def get_connection_health(self) -> ConnectionHealth:
+        """An immutable snapshot of the connection's health."""
+        now = time.monotonic()
+        with self._lock:
+            hb = self._heartbeat
+            conn = self._conn
+            dead = conn is not None and hb.is_dead(now)
+            circuit = self._breaker.state(now)
+            return ConnectionHealth(
+                is_healthy=self._state is ConnectionState.CONNECTED and not dead and circuit.value == "closed",
+                state=self._state,
+                connection_type=conn.ctype if conn is not None else None,
+                connected_since=self._connected_since,
+                last_message_at=self._last_message_at,
+                last_heartbeat_at=hb.last_pong_at,
+                latency_ms=hb.latency_avg_ms(),
+                latency_p50_ms=hb.latency_p50_ms(),
+                latency_p99_ms=hb.latency_p99_ms(),
+                reconnect_attempts=self._tracker.attempts,
+                total_reconnects=self._total_reconnects,
+                transport_switches=self._switches,
+                circuit_state=circuit,
+                messages_received=self._received,
+                messages_delivered=self._delivered,
+                messages_sent=self._sent,
+                duplicates_dropped=self._delivery.duplicates,
+                invalid_messages=self._invalid,
+                oversized_messages=self._oversized,
+                callback_errors=self._callback_errors,
+                resume_gaps=self._resume_gaps,
+                queue_size=len(self._outbox),
+                queue_dropped=self._outbox.dropped,
+                queue_expired=self._outbox.expired,
+                dispatch_queue_size=max(0, self._enqueued - self._dispatched),
+                dispatch_dropped=self._dispatch_dropped,
+                last_event_id=self._delivery.last_event_id,
+                errors=list(self._errors[-10:]),
+            )
+
+    def update_config(self, **changes: Any) -> RealtimeConnectionConfig:
+        """Change settings (validated as a whole). URLs, auth and TLS apply from the
+        next connection; backoff, heartbeat, breaker and queue bounds at once."""
+        with self._lock:
+            cfg = self._config.replace(**changes)
+            self._config = cfg
+            attempts = self._tracker.attempts
+            self._build_policies()
+            self._tracker.attempts = attempts
+            old = self._outbox
+            if (old.max_size, old.retention) != (cfg.max_queue_size, cfg.queue_retention_ms / 1000.0):
+                new = OfflineQueue(cfg.max_queue_size, cfg.queue_retention_ms / 1000.0)
+                now = time.monotonic()
+                for text in old.drain(now):
+                    new.put(text, now)
+                self._outbox = new
+            if self._conn is not None:
+                self._heartbeat.start(time.monotonic())
+            self._wake.set()
+            return cfg
+
+    # ------------------------------------------------------------------ state (lock held)
+
+    def _set_state_locked(self, state: ConnectionState, error: Optional[BaseException]) -> None:
+        if state is self._state and error is None:
+            return
+        self._state = state
+        self._changed.notify_all()
+        self._dispatch_q.put(_Notice("state", state, error))
+
+    def _record_error_locked(self, error: MagkError) -> None:
+        self._errors.append(f"{type(error).__name__}: {error}")
+        if len(self._errors) > 50:
+            del self._errors[:-20]
+
+    def _fail_connection_locked(self, conn: _Connection, error: MagkConnectionError) -> None:
+        if conn.error is None:
+            conn.error = error
+        self._direct_send = False
+        self._wake.set()
+
+    # ------------------------------------------------------------------ supervisor
+
+    def _run_supervisor(self, stop: threading.Event, wake: threading.Event) -> None:
+        """Supervisor thread: the retry loop and heartbeat timer of one session."""
+        try:
+            while not stop.is_set():
+                conn = self._conn
+                if conn is None:
+                    if not self._attempt(stop, wake):
+                        break
+                elif not self._watch(conn, stop, wake):
+                    break
+        except Exception:  # noqa: BLE001 - never die silently: report and end the session
+            logger.exception("supervisor failed")
+            with self._lock:
+                self._session_error = MagkError("internal error in the supervisor thread")
+                self._set_state_locked(ConnectionState.ERROR, self._session_error)
+        finally:
+            self._teardown_connection(self._conn)
+            with self._lock:
+                self._opening = None
+                self._changed.notify_all()
+
+    def _make_transport(self, ctype: ConnectionType) -> Transport:
+        cfg = self._config
+        url = cfg.websocket_url if ctype is ConnectionType.WEBSOCKET else cfg.event_source_url
+        if url is None:
+            raise ConfigError(f"no URL configured for {ctype.value}")
+        check_plaintext_credentials(url, cfg)
+        secure = urlsplit(url).scheme in ("wss", "https")
+        heartbeat = cfg.heartbeat_interval_ms + cfg.heartbeat_timeout_ms
+        options = TransportOptions(
+            url=url_with_token(url, cfg),
+            headers=auth_headers(cfg),
+            ssl_context=build_ssl_context(cfg) if secure else None,
+            connect_timeout=cfg.connection_timeout_ms / 1000.0,
+            send_timeout=cfg.message_timeout_ms / 1000.0,
+            max_message_size=cfg.max_message_size,
+            read_timeout=heartbeat / 1000.0 if cfg.enable_heartbeat else None,
+            messages_url=_messages_url(cfg),
+        )
+        if ctype is ConnectionType.WEBSOCKET:
+            from .transports.websocket import WebSocketTransport
+
+            return WebSocketTransport(options)
+        from .transports.sse import SSETransport
+
+        return SSETransport(options)
+
+    def _other(self, ctype: ConnectionType) -> Optional[ConnectionType]:
+        cfg = self._config
+        if not cfg.fallback_to_secondary:
+            return None
+        if ctype is ConnectionType.WEBSOCKET:
+            return ConnectionType.EVENTSOURCE if cfg.event_source_url else None
+        return ConnectionType.WEBSOCKET if cfg.websocket_url else None
+
+    def _attempt(self, stop: threading.Event, wake: threading.Event) -> bool:
+        """Make one connection attempt (supervisor). False ends the session."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._breaker.allow(now):
+                retry_at = self._breaker.retry_at(now) or now + 1.0
+                err = CircuitOpenError(self._breaker.consecutive_failures, retry_at - now)
+                self._set_state_locked(ConnectionState.RECONNECTING, err)
+                wait = retry_at - now
+            else:
+                wait = -1.0
+            ctype = self._ctype
+        if wait >= 0:
+            wake.wait(wait)
+            wake.clear()
+            return True
+        try:
+            transport = self._make_transport(ctype)
+        except ConfigError as exc:
+            return self._give_up(exc)
+        with self._lock:
+            if stop.is_set():
+                return False
+            self._opening = transport
+        try:
+            transport.open(last_event_id=self._delivery.last_event_id or None)
+        except MagkConnectionError as err:
+            with self._lock:
+                self._opening = None
+            transport.close()
+            return self._after_failure(err, ctype, transport, connected=False, stop=stop, wake=wake)
+        now = time.monotonic()
+        with self._lock:
+            self._opening = None
+            if stop.is_set():
+                transport.close()
+                return False
+            conn = _Connection(next(self._conn_numbers), transport, ctype, now)
+            if self._connected_since is not None or self._total_reconnects or self._tracker.attempts:
+                self._total_reconnects += 1
+            self._conn = conn
+            self._connected_since = time.time()
+            self._tracker.on_connected(now)
+            self._breaker.record_success(now)
+            self._heartbeat.start(now)
+            if ctype is not self._config.preferred_type:
+                self._next_preferred_try = now + self._config.preferred_retry_interval_ms / 1000.0
+            self._set_state_locked(ConnectionState.CONNECTED, None)
+        reader = threading.Thread(
+            target=self._run_reader,
+            args=(conn,),
+            name=f"magk-reader-{self._number}-{conn.number}",
+            daemon=True,
+        )
+        conn.reader = reader
+        reader.start()
+        logger.debug("connected over %s (connection %d)", ctype.value, conn.number)
+        self._flush_outbox(conn)
+        return True
+
+    def _flush_outbox(self, conn: _Connection) -> None:
+        """Send the offline queue in order, then let sends go out directly (supervisor)."""
+        while True:
+            with self._lock:
+                if conn.error is not None or self._conn is not conn:
+                    return
+                items = self._outbox.drain(time.monotonic())
+                if not items:
+                    self._direct_send = True
+                    return
+            for index, text in enumerate(items):
+                try:
+                    conn.transport.send(text)
+                except MagkConnectionError as err:
+                    with self._lock:
+                        self._outbox.requeue_front(items[index:], time.monotonic())
+                        self._fail_connection_locked(conn, err)
+                    return
+                with self._lock:
+                    self._sent += 1
+
+    def _watch(self, conn: _Connection, stop: threading.Event, wake: threading.Event) -> bool:
+        """Watch a live connection: heartbeat, preferred-transport retry (supervisor)."""
+        cfg = self._config
+        now = time.monotonic()
+        with self._lock:
+            error = conn.error
+            retry_now = self._retry_now
+        if error is None and retry_now:
+            error = NetworkError("reconnect requested")
+        if error is not None:
+            return self._on_dropped(conn, error, stop, wake)
+        ping: Optional[str] = None
+        with self._lock:
+            hb = self._heartbeat
+            if cfg.enable_heartbeat:
+                hb.on_activity(conn.transport.last_activity)
+                if conn.ctype is ConnectionType.WEBSOCKET:
+                    if hb.is_dead(now):
+                        self._fail_connection_locked(
+                            conn, MagkTimeoutError("no pong within the heartbeat timeout: connection is dead")
+                        )
+                        return True
+                    if hb.ping_due(now):
+                        ping = hb.make_ping(now)
+                elif hb.is_silent(now, conn.transport.last_activity):
+                    self._fail_connection_locked(
+                        conn, MagkTimeoutError("nothing received within heartbeat interval + timeout")
+                    )
+                    return True
+            deadline = hb.next_deadline(now) if cfg.enable_heartbeat else now + 3600.0
+            switch_back = (
+                conn.ctype is not cfg.preferred_type
+                and cfg.fallback_to_secondary
+                and self._next_preferred_try > 0
+            )
+            if switch_back:
+                if now >= self._next_preferred_try:
+                    self._next_preferred_try = now + cfg.preferred_retry_interval_ms / 1000.0
+                else:
+                    switch_back = False
+                deadline = min(deadline, self._next_preferred_try)
+        if ping is not None:
+            try:
+                conn.transport.send(codec.encode({"type": "ping", "data": {"pingId": ping}}))
+            except MagkConnectionError as err:
+                with self._lock:
+                    self._fail_connection_locked(conn, err)
+                return True
+        if switch_back:
+            self._try_switch_back(conn, stop)
+            return True
+        wake.wait(max(0.0, deadline - time.monotonic()))
+        wake.clear()
+        return True
+
+    def _try_switch_back(self, conn: _Connection, stop: threading.Event) -> None:
+        """Probe the preferred transport; on success move to it, resuming (supervisor)."""
+        preferred = self._config.preferred_type
+        try:
+            probe = self._make_transport(preferred)
+            with self._lock:
+                self._opening = probe
+            # Stop the old reader first so every event it accepted counts for the resume id.
+            probe.open(last_event_id=self._delivery.last_event_id or None)
+        except (MagkConnectionError, ConfigError) as err:
+            logger.debug("preferred transport still unavailable: %s", err)
+            with self._lock:
+                self._opening = None
+            return
+        with self._lock:
+            self._opening = None
+        if stop.is_set():
+            probe.close()
+            return
+        logger.info("switching back to the preferred transport %s", preferred.value)
+        # Close the secondary and let its reader finish handing over what it read;
+        # the probe replays from the last accepted id and duplicates are dropped.
+        self._teardown_connection(conn)
+        now = time.monotonic()
+        with self._lock:
+            self._conn = None
+            self._direct_send = False
+            self._switches += 1
+            self._ctype = preferred
+            new = _Connection(next(self._conn_numbers), probe, preferred, now)
+            self._conn = new
+            self._heartbeat.start(now)
+            self._tracker.on_connected(now)
+            self._set_state_locked(ConnectionState.CONNECTED, None)
+        reader = threading.Thread(
+            target=self._run_reader, args=(new,), name=f"magk-reader-{self._number}-{new.number}", daemon=True
+        )
+        new.reader = reader
+        reader.start()
+        self._flush_outbox(new)
+
+    def _teardown_connection(self, conn: Optional[_Connection]) -> None:
+        if conn is None:
+            return
+        conn.transport.close()
+        reader = conn.reader
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(5.0)
+            if reader.is_alive():
+                logger.warning("reader thread %s did not end", reader.name)
+
+    def _on_dropped(
+        self, conn: _Connection, error: MagkConnectionError, stop: threading.Event, wake: threading.Event
+    ) -> bool:
+        self._teardown_connection(conn)
+        now = time.monotonic()
+        with self._lock:
+            self._conn = None
+            self._direct_send = False
+            self._connected_since = None
+            self._tracker.on_disconnected(now)
+        if stop.is_set():
+            return False
+        if isinstance(error, MessageTooLargeError):
+            with self._lock:
+                self._oversized += 1
+        return self._after_failure(error, conn.ctype, conn.transport, connected=True, stop=stop, wake=wake)
+
+    def _after_failure(
+        self,
+        error: MagkConnectionError,
+        ctype: ConnectionType,
+        transport: Transport,
+        *,
+        connected: bool,
+        stop: threading.Event,
+        wake: threading.Event,
+    ) -> bool:
+        """Apply the recovery plan after a failed attempt or a lost connection (supervisor)."""
+        now = time.monotonic()
+        other = self._other(ctype)
+        plan = recovery_plan(
+            error,
+            self._recovery,
+            auto_reconnect=self._config.auto_reconnect,
+            fallback_available=other is not None,
+        )
+        self._report(error, escalate=plan.escalate)
+        if stop.is_set():
+            return False
+        refused_upgrade = (
+            not connected and ctype is ConnectionType.WEBSOCKET and error.status in (400, 404, 405, 426, 501)
+        )
+        with self._lock:
+            self._tracker.on_attempt_failed(now)
+            if not connected:
+                self._breaker.record_failure(now)
+            switch = other is not None and not error.terminal and (
+                plan.fallback or refused_upgrade or (not connected and self._tracker.attempts >= 2 and
+                                                     ctype is self._config.preferred_type)
+            )
+            if not plan.reconnect and not (switch and refused_upgrade):
+                self._session_error = error
+                self._set_state_locked(ConnectionState.ERROR, error)
+                return False
+            if self._tracker.exhausted:
+                self._session_error = error
+                self._set_state_locked(ConnectionState.ERROR, error)
+                logger.warning("giving up after %d attempts: %s", self._tracker.attempts, error)
+                return False
+            if switch and other is not None:
+                self._ctype = other
+                self._switches += 1
+                if other is self._config.preferred_type:
+                    self._next_preferred_try = 0.0
+                logger.info("falling back from %s to %s", ctype.value, other.value)
+            floor = max(plan.delay_floor, (transport.retry_ms or 0) / 1000.0)
+            lo, hi = plan.floor_range
+            if hi > 0:
+                floor = max(floor, self._rng.uniform(lo, hi))
+            delay = self._tracker.next_delay(self._rng, floor)
+            if self._retry_now:
+                delay, self._retry_now = 0.0, False
+            self._set_state_locked(ConnectionState.RECONNECTING, error)
+        logger.debug("reconnecting in %.3f s after %s", delay, type(error).__name__)
+        if delay > 0:
+            wake.wait(delay)
+            wake.clear()
+        return not stop.is_set()
+
+    def _give_up(self, error: MagkError) -> bool:
+        self._report(error, escalate=False)
+        with self._lock:
+            self._session_error = error
+            self._set_state_locked(ConnectionState.ERROR, error)
+        return False
+
+    def _report(self, error: MagkError, *, escalate: bool) -> None:
+        with self._lock:
+            self._record_error_locked(error)
+        (logger.error if escalate else logger.warning)("%s: %s", type(error).__name__, error)
+        self._dispatch_q.put(_Notice("error", None, error))
+
+    # ------------------------------------------------------------------ reader
+
+    def _run_reader(self, conn: _Connection) -> None:
+        """Reader thread: receive, decode, answer pings, de-duplicate, hand over batches."""
+        transport = conn.transport
+        try:
+            while True:
+                items = transport.receive()
+                self._process(conn, items)
+        except MagkConnectionError as err:
+            error: MagkConnectionError = err
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill delivery silently
+            logger.exception("reader failed")
+            error = MagkConnectionError(f"reader failed: {type(exc).__name__}")
+        with self._lock:
+            self._fail_connection_locked(conn, error)
+
+    def _process(self, conn: _Connection, items: List[Inbound]) -> None:
+        now = time.time()
+        depth = self._config.max_json_depth
+        delivery = self._delivery
+        out: List[Any] = []
+        for item in items:
+            try:
+                if type(item) is str:
+                    message = codec.decode(item, now, depth)
+                else:
+                    assert isinstance(item, SSEEvent)
+                    if not getattr(item, "dispatch", True):
+                        delivery.set_last_event_id(item.id or None)
+                        continue
+                    decoded = codec.from_backend_message(item, self._transformers, now, depth)
+                    if decoded is None:
+                        continue
+                    message = decoded
+            except codec.InvalidMessage as exc:
+                self._invalid += 1
+                self._report(exc, escalate=False)
+                continue
+            mtype = message.type
+            if mtype in _CONTROL:
+                self._on_control(conn, message)
+                if not self._router.has_explicit(mtype):
+                    continue
+            elif message.id and not delivery.accept(message.id):
+                continue
+            elif mtype is MessageType.SUBSCRIPTION_ERROR and message.data.get("code") == "resume_gap":
+                self._resume_gaps += 1
+                last = message.data.get("lastEventId")
+                gap = ResumeGapError(last if isinstance(last, str) else None)
+                logger.warning("%s", gap)
+                out.append(_Notice("gap", None, gap))
+            out.append(message)
+        self._received += len(items)
+        self._last_message_at = now
+        if not out:
+            return
+        pending = self._enqueued - self._dispatched
+        if pending + len(out) > self._config.max_dispatch_queue:
+            self._dispatch_dropped += len(out)
+            self._report(
+                MagkError(f"dispatch queue full ({pending} waiting): dropped {len(out)} message(s)"),
+                escalate=True,
+            )
+            return
+        self._enqueued += len(out)
+        self._dispatch_q.put(out)
+
+    def _on_control(self, conn: _Connection, message: RealtimeMessage) -> None:
+        data = message.data
+        if message.type is MessageType.PONG:
+            ping_id = data.get("pingId")
+            if isinstance(ping_id, str):
+                with self._lock:
+                    self._heartbeat.on_pong(ping_id, time.monotonic())
+            return
+        # server heartbeat {"ping": id} or a server ping: answer with a pong
+        ping_id = data.get("ping") if message.type is MessageType.HEARTBEAT else data.get("pingId", message.id)
+        if message.type is MessageType.HEARTBEAT and not ping_id:
+            return  # liveness only
+        if conn.ctype is ConnectionType.WEBSOCKET:
+            try:
+                conn.transport.send(codec.encode({"type": "pong", "data": {"pingId": ping_id}}))
+            except MagkConnectionError as err:
+                with self._lock:
+                    self._fail_connection_locked(conn, err)
+
+    # ------------------------------------------------------------------ dispatcher
+
+    def _run_dispatcher(self, q: queue.SimpleQueue[Any]) -> None:
+        """Dispatcher thread: deliver batches and notices in order, no lock held."""
+        router = self._router
+        while True:
+            item = q.get()
+            if item is _STOP:
+                return
+            if type(item) is _Notice:
+                self._deliver_notice(item)
+                continue
+            for message in item:
+                if type(message) is _Notice:
+                    self._deliver_notice(message)
+                    continue
+                subs = router.match(message)
+                if message.type in _CONTROL:
+                    subs = [s for s in subs if s.event_types is not None]
+                for sub in subs:
+                    self._call(sub, message)
+                self._delivered += 1
+            self._dispatched += len(item)
+
+    def _call(self, sub: Subscription, message: RealtimeMessage) -> None:
+        try:
+            if sub.accepts(message):
+                sub.callback(message)
+        except Exception as exc:  # noqa: BLE001 - user code: report and go on
+            self._callback_errors += 1
+            logger.warning("callback of subscription %s raised %s", sub.id, type(exc).__name__, exc_info=True)
+            err = CallbackError(f"callback of subscription {sub.id} raised {type(exc).__name__}: {exc}"[:500])
+            err.__cause__ = exc
+            self._call_listeners(self._error_listeners, err)
+
+    def _deliver_notice(self, notice: _Notice) -> None:
+        if notice.kind == "state":
+            assert notice.state is not None
+            for listener in self._state_listeners:
+                try:
+                    listener(notice.state, notice.error)
+                except Exception:  # noqa: BLE001 - user code
+                    self._callback_errors += 1
+                    logger.warning("state listener raised", exc_info=True)
+        elif notice.kind == "gap":
+            assert isinstance(notice.error, ResumeGapError)
+            self._call_listeners(self._gap_listeners, notice.error)
+            for listener in self._state_listeners:
+                try:
+                    listener(self._state, notice.error)
+                except Exception:  # noqa: BLE001 - user code
+                    self._callback_errors += 1
+                    logger.warning("state listener raised", exc_info=True)
+        elif isinstance(notice.error, MagkError):
+            self._call_listeners(self._error_listeners, notice.error)
+
+    def _call_listeners(self, listeners: Tuple[Callable[[Any], Any], ...], error: MagkError) -> None:
+        for listener in listeners:
+            try:
+                listener(error)
+            except Exception:  # noqa: BLE001 - user code
+                self._callback_errors += 1
+                logger.warning("listener raised", exc_info=True)
