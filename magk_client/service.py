@@ -626,9 +626,9 @@ class RealtimeService:
         with self._lock:
             cfg = self._config.replace(**changes)
             self._config = cfg
-            attempts = self._tracker.attempts
+            failures = self._tracker.failures
             self._build_policies()
-            self._tracker.attempts = attempts
+            self._tracker.failures = failures
             old = self._outbox
             if (old.max_size, old.retention) != (cfg.max_queue_size, cfg.queue_retention_ms / 1000.0):
                 new = OfflineQueue(cfg.max_queue_size, cfg.queue_retention_ms / 1000.0)
@@ -948,8 +948,8 @@ class RealtimeService:
             not connected and ctype is ConnectionType.WEBSOCKET and error.status in (400, 404, 405, 426, 501)
         )
         with self._lock:
-            self._tracker.on_attempt_failed(now)
-            if not connected:
+            if not connected:  # a dropped connection was counted by on_disconnected
+                self._tracker.on_attempt_failed(now)
                 self._breaker.record_failure(now)
             switch = other is not None and not error.terminal and (
                 plan.fallback or refused_upgrade or (not connected and self._tracker.attempts >= 2 and
@@ -970,10 +970,7 @@ class RealtimeService:
                 if other is self._config.preferred_type:
                     self._next_preferred_try = 0.0
                 logger.info("falling back from %s to %s", ctype.value, other.value)
-            floor = max(plan.delay_floor, (transport.retry_ms or 0) / 1000.0)
-            lo, hi = plan.floor_range
-            if hi > 0:
-                floor = max(floor, self._rng.uniform(lo, hi))
+            floor = max(plan.draw_floor(self._rng), (transport.retry_ms or 0) / 1000.0)
             delay = self._tracker.next_delay(self._rng, floor)
             if self._retry_now:
                 delay, self._retry_now = 0.0, False
@@ -1039,7 +1036,7 @@ class RealtimeService:
             mtype = message.type
             if mtype in _CONTROL:
                 self._on_control(conn, message)
-                if not self._router.has_explicit(mtype):
+                if not any(sub.event_types is not None for sub in self._router.match(message)):
                     continue
             elif message.id and not delivery.accept(message.id):
                 continue
