@@ -4,6 +4,8 @@ Background threads own the socket, the heartbeat timer and the retry loop; a
 thread-safe queue hands events to your callbacks. See README.rst.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .config import ErrorRecoveryConfig, RealtimeAdapterConfig, RealtimeConnectionConfig, RecoveryStrategy
 from .errors import (
     AuthError,
@@ -36,7 +38,20 @@ from .models import (
     RealtimeMessage,
     WorkflowCommand,
 )
-from .service import MessageStream, RealtimeService
+
+if TYPE_CHECKING:
+    from .service import MessageStream, RealtimeService
+
+
+def __getattr__(name: str) -> Any:
+    # The threaded layers are imported on first use, so ``import magk_client.testing``
+    # or the models stay light.
+    if name in ("RealtimeService", "MessageStream"):
+        from . import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module 'magk_client' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
