@@ -25,11 +25,22 @@ __all__ = ["SSEEvent", "Transport", "TransportOptions", "Inbound"]
 
 @dataclass(frozen=True)
 class SSEEvent:
-    """One dispatched Server-Sent Event (after the WHATWG parsing rules)."""
+    """One Server-Sent Event (after the WHATWG parsing rules).
+
+    ``id`` is the last-event-id buffer at dispatch time: per the standard it may be
+    inherited from an earlier event when this one has no ``id:`` line (``None`` when
+    the buffer is empty).
+
+    ``dispatch`` is False for a block that changed the last event id without
+    carrying data (``id: 7`` then a blank line, or ``id:`` which resets it): such an
+    item delivers nothing to users, but the service records ``id`` (``None`` = reset)
+    as the ``Last-Event-ID`` to send on the next reconnect (FAULTS S7).
+    """
 
     data: str
     event: str = "message"
     id: Optional[str] = None
+    dispatch: bool = True
 
 
 #: What ``receive()`` yields: the text of a WebSocket message, or a parsed SSE event.
