@@ -1,1 +1,35 @@
 """Test support: the reference MAGK backend and a fault-injecting TCP proxy (needs the ``server`` extra)."""
+
+from __future__ import annotations
+
+from .backend import (
+    BAD_KINDS,
+    COMMANDS_PATH,
+    HEALTH_PATH,
+    MESSAGES_PATH,
+    SSE_PATH,
+    WS_PATH,
+    Backend,
+    ReceivedMessage,
+    ScriptedResponse,
+    iso_now,
+)
+from .engine import COMMANDS, CommandError
+from .replay import LoggedEvent, ReplayLog
+
+__all__ = [
+    "BAD_KINDS",
+    "COMMANDS",
+    "COMMANDS_PATH",
+    "HEALTH_PATH",
+    "MESSAGES_PATH",
+    "SSE_PATH",
+    "WS_PATH",
+    "Backend",
+    "CommandError",
+    "LoggedEvent",
+    "ReceivedMessage",
+    "ReplayLog",
+    "ScriptedResponse",
+    "iso_now",
+]
