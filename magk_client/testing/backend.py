@@ -680,6 +680,9 @@ class Backend:
         (many nodes or many steps) makes thousands of events for load tests."""
         self._call(lambda: self._engine.add_workflow(workflow_id, list(nodes), fail_node, progress_steps))
 
+    def workflow_ids(self) -> List[str]:
+        return list(self._engine.workflows)
+
     def workflow_state(self, workflow_id: str) -> str:
         """``idle``, ``running``, ``paused``, ``completed``, ``failed`` or ``stopped``."""
         wf = self._engine.workflows.get(workflow_id)
