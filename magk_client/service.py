@@ -488,12 +488,12 @@ class RealtimeService:
 
     def subscribe(
         self,
-        event_types: Union[None, str, MessageType, Iterable[Union[str, MessageType]]] = None,
+        event_types: Union[str, MessageType, Iterable[Union[str, MessageType]], None] = None,
         callback: Optional[MessageCallback] = None,
         *,
         workflow_id: Optional[str] = None,
         node_id: Optional[str] = None,
-        filter: Optional[Callable[[RealtimeMessage], bool]] = None,  # noqa: A002 - the seed's name
+        filter: Optional[Callable[[RealtimeMessage], bool]] = None,
     ) -> str:
         """Call ``callback(message)`` on the dispatcher thread for each matching message.
 
@@ -541,7 +541,7 @@ class RealtimeService:
 
     def messages(
         self,
-        event_types: Union[None, str, MessageType, Iterable[Union[str, MessageType]]] = None,
+        event_types: Union[str, MessageType, Iterable[Union[str, MessageType]], None] = None,
         *,
         timeout: Optional[float] = None,
         workflow_id: Optional[str] = None,
@@ -673,7 +673,7 @@ class RealtimeService:
                         break
                 elif not self._watch(conn, stop, wake):
                     break
-        except Exception:  # noqa: BLE001 - never die silently: report and end the session
+        except Exception:
             logger.exception("supervisor failed")
             with self._lock:
                 self._session_error = MagkError("internal error in the supervisor thread")
@@ -1005,7 +1005,7 @@ class RealtimeService:
                 self._process(conn, items)
         except MagkConnectionError as err:
             error: MagkConnectionError = err
-        except Exception as exc:  # noqa: BLE001 - a bug must not kill delivery silently
+        except Exception as exc:
             logger.exception("reader failed")
             error = MagkConnectionError(f"reader failed: {type(exc).__name__}")
         with self._lock:
@@ -1109,7 +1109,7 @@ class RealtimeService:
         try:
             if sub.accepts(message):
                 sub.callback(message)
-        except Exception as exc:  # noqa: BLE001 - user code: report and go on
+        except Exception as exc:
             self._callback_errors += 1
             logger.warning("callback of subscription %s raised %s", sub.id, type(exc).__name__, exc_info=True)
             err = CallbackError(f"callback of subscription {sub.id} raised {type(exc).__name__}: {exc}"[:500])
@@ -1122,7 +1122,7 @@ class RealtimeService:
             for listener in self._state_listeners:
                 try:
                     listener(notice.state, notice.error)
-                except Exception:  # noqa: BLE001 - user code
+                except Exception:
                     self._callback_errors += 1
                     logger.warning("state listener raised", exc_info=True)
         elif notice.kind == "gap":
@@ -1131,7 +1131,7 @@ class RealtimeService:
             for listener in self._state_listeners:
                 try:
                     listener(self._state, notice.error)
-                except Exception:  # noqa: BLE001 - user code
+                except Exception:
                     self._callback_errors += 1
                     logger.warning("state listener raised", exc_info=True)
         elif isinstance(notice.error, MagkError):
@@ -1141,6 +1141,6 @@ class RealtimeService:
         for listener in listeners:
             try:
                 listener(error)
-            except Exception:  # noqa: BLE001 - user code
+            except Exception:
                 self._callback_errors += 1
                 logger.warning("listener raised", exc_info=True)

@@ -481,7 +481,8 @@ def test_resume_after_drop_delivers_each_event_once_in_order(server: Backend) ->
         service.subscribe(None, got)
         server.execute_command("start_workflow", "resume")
         for _ in range(3):
-            got.wait_for(lambda xs, n=len(got): len(xs) > n + 20, 10)
+            target = len(got) + 20
+            got.wait_for(lambda xs: len(xs) > target, 10)  # noqa: B023 - used at once
             server.drop_connections()
         got.wait_for(lambda xs: any(workflow_done(m) for m in xs), 20)
         health = service.get_connection_health()

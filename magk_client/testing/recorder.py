@@ -82,7 +82,9 @@ class StateRecorder(Recorder[Tuple[Any, Optional[BaseException]]]):
     def states(self) -> List[Any]:
         return [state for state, _ in self.items]
 
-    def wait_state(self, state: Any, timeout: float = 10.0, *, count: int = 1) -> List[Tuple[Any, Optional[BaseException]]]:
+    def wait_state(
+        self, state: Any, timeout: float = 10.0, *, count: int = 1
+    ) -> List[Tuple[Any, Optional[BaseException]]]:
         return self.wait_for(
             lambda items: sum(1 for s, _ in items if s == state) >= count, timeout, f"state {state} x{count}"
         )
