@@ -1,0 +1,272 @@
+"""RealtimeService over SSE, WebSocket <-> SSE fallback, and gapless delivery (issue 4)."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from typing import Any, Iterator, List
+
+import pytest
+
+from magk_client import (
+    AuthError,
+    ConnectionState,
+    ConnectionType,
+    MagkTimeoutError,
+    MessageType,
+    RealtimeMessage,
+    RealtimeService,
+    ResumeGapError,
+)
+from magk_client.testing import Backend
+from magk_client.testing.recorder import Recorder, StateRecorder
+
+FAST = dict(
+    reconnect_interval_ms=10,
+    max_reconnect_interval_ms=100,
+    heartbeat_interval_ms=2000,
+    heartbeat_timeout_ms=1000,
+    connection_timeout_ms=3000,
+    message_timeout_ms=3000,
+    min_stable_connection_ms=0,
+    max_reconnect_attempts=1000,
+    circuit_breaker_threshold=1000,
+)
+
+
+def make_service(backend: Backend, **overrides: Any) -> RealtimeService:
+    options: dict = dict(FAST)
+    options.update(websocket_url=backend.websocket_url, event_source_url=backend.event_source_url)
+    options.update(overrides)
+    return RealtimeService(**options)
+
+
+def sdk_threads() -> List[str]:
+    return sorted(
+        t.name for t in threading.enumerate() if t.name.startswith(("magk-reader", "magk-supervisor", "magk-dispatcher"))
+    )
+
+
+@pytest.fixture()
+def server() -> Iterator[Backend]:
+    with Backend() as backend:
+        yield backend
+
+
+def is_end(message: RealtimeMessage) -> bool:
+    return message.type == MessageType.WORKFLOW_EVENT and message.data.get("type") in (
+        "workflow_completed",
+        "workflow_failed",
+    )
+
+
+def event_ids(messages: List[RealtimeMessage]) -> List[str]:
+    return [m.id for m in messages if m.id and m.type not in ("subscription_ack", "subscription_error")]
+
+
+def test_sse_receives_workflow_and_sends_over_http(server: Backend) -> None:
+    got: Recorder[RealtimeMessage] = Recorder()
+    with make_service(server, preferred_type="eventsource") as service:
+        assert service.connection_type is ConnectionType.EVENTSOURCE
+        service.subscribe(None, got)
+        server.execute_command("start_workflow", "wf-1")
+        got.wait_for(lambda xs: any(is_end(m) for m in xs), 10)
+        assert service.send_message({"type": "node_log", "data": {"via": "sse"}}) is True
+        received = server.wait_for_received(lambda m: m.message.get("data", {}).get("via") == "sse")
+        assert received
+    assert event_ids(got.items) == [e["id"] for e in server.logged_events()]
+
+
+def test_sse_threads_and_sockets_back_to_baseline(server: Backend) -> None:
+    fds = len(os.listdir("/proc/self/fd"))
+    service = make_service(server, preferred_type="eventsource")
+    for _ in range(10):
+        service.connect()
+        assert service.is_connected
+        service.disconnect()
+        assert sdk_threads() == []
+    server.wait_for_disconnects(5)
+    assert len(os.listdir("/proc/self/fd")) <= fds + 2
+
+
+def stream_with_drops(server: Backend, service: RealtimeService, total: int, drops: int, rng: random.Random,
+                      during_drops: Any = None) -> List[RealtimeMessage]:
+    """Publish ``total`` events at a steady pace while dropping every connection ``drops`` times."""
+    got: Recorder[RealtimeMessage] = Recorder()
+    service.subscribe(None, got)
+    done = threading.Event()
+
+    def publisher() -> None:
+        for start in range(0, total, 50):
+            server.publish_many({"type": "node_log", "workflowId": "big", "data": {"i": i}}
+                                for i in range(start, min(start + 50, total)))
+            if done.wait(0.002):
+                return
+
+    pub = threading.Thread(target=publisher, name="test-publisher")
+    pub.start()
+    try:
+        for k in range(drops):
+            target = min(total - 1, (k + 1) * total // (drops + 1) + rng.randint(-10, 10))
+            got.wait_for(lambda xs: len(event_ids(xs)) >= target, 30, f"{target} events")  # noqa: B023
+            server.drop_connections()
+            if during_drops is not None:
+                during_drops(k)
+        got.wait_for(lambda xs: len(event_ids(xs)) >= total, 60, f"all {total} events")
+    finally:
+        done.set()
+        pub.join(10)
+    return got.items
+
+
+@pytest.mark.parametrize("preferred", ["websocket", "eventsource"])
+def test_long_stream_with_100_drops_exactly_once_in_order(server: Backend, preferred: str) -> None:
+    total = 5000
+    with make_service(server, preferred_type=preferred, fallback_to_secondary=False) as service:
+        items = stream_with_drops(server, service, total, 100, random.Random(7))
+        health = service.get_connection_health()
+    ids = event_ids(items)
+    assert ids == [e["id"] for e in server.logged_events()][:total]
+    assert len(ids) == len(set(ids)) == total
+    assert [m.data["i"] for m in items if m.type == "node_log"] == list(range(total))
+    assert health.total_reconnects >= 100
+    assert health.resume_gaps == 0
+
+
+def test_long_stream_moves_websocket_to_sse_and_back_without_loss(server: Backend) -> None:
+    total = 5000
+    states = StateRecorder()
+    service = make_service(server, preferred_type="websocket", fallback_to_secondary=True,
+                           preferred_retry_interval_ms=200)
+    service.on_connection_state_change(states)
+    service.connect()
+
+    def toggle(k: int) -> None:
+        if k == 20:
+            server.refuse_websocket(503)
+        elif k == 60:
+            server.refuse_websocket(None)
+
+    try:
+        items = stream_with_drops(server, service, total, 100, random.Random(11), toggle)
+        server.wait_for_connections(1, transport="websocket", timeout=10)
+        health = service.get_connection_health()
+    finally:
+        service.disconnect()
+    ids = event_ids(items)
+    assert ids == [e["id"] for e in server.logged_events()][:total]
+    assert len(set(ids)) == total
+    assert server.sse_connects >= 1  # it did run on SSE for a while
+    assert health.transport_switches >= 2  # there and back again
+    log = server.connections_log
+    kinds = [e["transport"] for e in log if e["outcome"] in ("accepted", "connected", "ok")] or [
+        e["transport"] for e in log
+    ]
+    assert "sse" in kinds and kinds[-1] == "websocket"
+
+
+@pytest.mark.parametrize("preferred", ["websocket", "eventsource"])
+def test_expired_resume_id_reports_a_gap(server: Backend, preferred: str) -> None:
+    states = StateRecorder()
+    gaps: Recorder[ResumeGapError] = Recorder()
+    got: Recorder[RealtimeMessage] = Recorder()
+    with make_service(server, preferred_type=preferred, fallback_to_secondary=False) as service:
+        service.on_connection_state_change(states)
+        service.on_resume_gap(gaps)
+        service.subscribe(None, got)
+        server.publish({"type": "node_log", "data": {"n": 1}})
+        got.wait_for(lambda xs: len(event_ids(xs)) >= 1, 5)
+        server.go_silent(True)
+        server.publish({"type": "node_log", "data": {"n": 2}})
+        server.expire_replay_log()
+        server.go_silent(False)
+        server.drop_connections()
+        gaps.wait_count(1)
+        assert isinstance(gaps.items[0], ResumeGapError)
+        assert any(isinstance(e, ResumeGapError) for _, e in states.items)
+        assert service.get_connection_health().resume_gaps == 1
+        # the gap notice comes before the first event after the reconnect
+        server.publish({"type": "node_log", "data": {"n": 3}})
+        got.wait_for(lambda xs: any(m.data.get("n") == 3 for m in xs), 5)
+    kinds = [m.type for m in got.items]
+    assert kinds.index("subscription_error") < max(i for i, m in enumerate(got.items) if m.data.get("n") == 3)
+
+
+def test_silent_sse_stream_detected_and_recovered(server: Backend) -> None:
+    states = StateRecorder()
+    with make_service(server, preferred_type="eventsource", fallback_to_secondary=False,
+                      heartbeat_interval_ms=300, heartbeat_timeout_ms=200) as service:
+        service.on_connection_state_change(states)
+        server.go_silent(True)
+        states.wait_state(ConnectionState.RECONNECTING, timeout=5)
+        error = next(e for s, e in states.items if s is ConnectionState.RECONNECTING)
+        assert isinstance(error, MagkTimeoutError)
+        server.go_silent(False)
+        states.wait_state(ConnectionState.CONNECTED, timeout=5)
+        server.publish({"type": "node_log", "data": {"alive": True}})
+        assert service.wait_for("node_log", timeout=5).data == {"alive": True}
+
+
+def test_sse_204_stops_reconnecting(server: Backend) -> None:
+    server.sse_script(b"", status=204, content_type=None, times=5)
+    service = make_service(server, preferred_type="eventsource", fallback_to_secondary=False)
+    with pytest.raises(Exception) as info:
+        service.connect(timeout=5)
+    assert getattr(info.value, "terminal", False) is True
+    assert server.counters.get("sse_attempts", 0) == 1
+    assert sdk_threads() == []
+
+
+def test_sse_401_is_auth_error_without_retries() -> None:
+    with Backend(token="good") as server:
+        service = make_service(server, preferred_type="eventsource", auth_token="bad", fallback_to_secondary=True)
+        with pytest.raises(AuthError):
+            service.connect(timeout=5)
+        assert server.counters.get("sse_attempts", 0) == 1
+        assert server.counters.get("ws_attempts", 0) == 0  # auth never falls back either
+
+
+def test_refused_upgrade_falls_back_to_sse(server: Backend) -> None:
+    server.refuse_websocket(404)
+    states = StateRecorder()
+    service = make_service(server, preferred_type="websocket", fallback_to_secondary=True,
+                           preferred_retry_interval_ms=100)
+    service.on_connection_state_change(states)
+    try:
+        service.connect(timeout=10)
+        assert service.connection_type is ConnectionType.EVENTSOURCE
+        server.refuse_websocket(None)
+        server.wait_for_connections(1, transport="websocket", timeout=10)
+        states.wait_for(lambda xs: service.connection_type is ConnectionType.WEBSOCKET, 10, "switch back")
+        assert service.get_connection_health().transport_switches >= 2
+    finally:
+        service.disconnect()
+
+
+def test_named_sse_events_use_transformers(server: Backend) -> None:
+    got: Recorder[RealtimeMessage] = Recorder()
+    body = (
+        b'event: workflow_started\nid: b-1\ndata: {"data": {"workflowId": "wf-9"}}\n\n'
+        b'event: custom_thing\nid: b-2\ndata: {"value": 5}\n\n'
+        b'event: unknown_name\nid: b-3\ndata: {}\n\n'
+        b'id: b-4\ndata: {"type": "node_started", "workflowId": "wf-9", "nodeId": "n", "data": {}}\n\n'
+    )
+    server.sse_script(body, hold_open=True)
+    service = make_service(server, preferred_type="eventsource", fallback_to_secondary=False)
+    service.register_message_transformer(
+        "custom_thing", lambda m: {"type": "node_metadata", "id": m.get("id"), "data": {"metadata": m["value"]}}
+    )
+    errors: Recorder[Any] = Recorder()
+    service.on_error(errors)
+    service.subscribe(None, got)
+    with service:
+        got.wait_count(3)
+    kinds = [(m.type, m.id) for m in got.items]
+    assert kinds == [
+        (MessageType.WORKFLOW_EVENT, "b-1"),
+        (MessageType.NODE_METADATA, "b-2"),
+        (MessageType.NODE_STATUS_UPDATE, "b-4"),
+    ]
+    assert got.items[0].workflow_id == "wf-9"
+    assert any("unknown_name" in str(e) for e in errors.items)
