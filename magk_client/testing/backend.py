@@ -285,6 +285,8 @@ class Backend:
         self._counters: Counter[str] = Counter()
         self._command_counts: Counter[str] = Counter()
         self._open: Dict[str, str] = {}  # connection id -> transport, mirrored under _cond
+        self._event_waiters = 0
+        self._published = 0
 
         self._responses: OrderedDict[str, Dict[str, Any]] = OrderedDict()
         self._conns: Dict[str, _Connection] = {}
@@ -643,6 +645,28 @@ class Backend:
         )
         return self.workflow_state(workflow_id)
 
+    def wait_for_event(self, predicate: Callable[[Dict[str, Any]], bool], timeout: float = 5.0) -> Dict[str, Any]:
+        """Wait until the replay log holds an event matching ``predicate``; returns the first one."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._event_waiters += 1
+        try:
+            while True:
+                with self._cond:
+                    seen = self._published
+                for event in self.logged_events():
+                    if predicate(event):
+                        return event
+                with self._cond:
+                    while self._published == seen:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise TimeoutError(f"timed out after {timeout} s waiting for a matching event")
+                        self._cond.wait(remaining)
+        finally:
+            with self._cond:
+                self._event_waiters -= 1
+
     def _record(self, key: str, amount: int = 1) -> None:
         with self._cond:
             self._counters[key] += amount
@@ -851,6 +875,10 @@ class Backend:
             msg["timestamp"] = iso_now()
         text = _dumps(msg)
         entry = self._log.append(event_id, msg, text)
+        if self._event_waiters:
+            with self._cond:
+                self._published += 1
+                self._cond.notify_all()
         if self._conns and not self._silent:
             ws_item: Optional[bytes] = None
             sse_item: Optional[bytes] = None
