@@ -191,7 +191,7 @@ class SSEDecoder:
         below walks the same blocks in the same order, applies ``id``/``retry`` per
         the standard, and pairs each data-bearing block with sseclient-py's event.
         """
-        parsed: Iterator[object] = SSEClient((complete,)).events()
+        parsed: Iterator[object] = SSEClient(iter((complete,))).events()
         out: List[SSEEvent] = []
         limit = self._limit
         last_id = self.last_event_id
@@ -221,9 +221,7 @@ class SSEDecoder:
                     if value[:1] == b" ":
                         value = value[1:]
                     if value.isdigit():  # S5: ASCII digits only (bytes.isdigit is ASCII)
-                        self.retry_ms = (
-                            int(value) if len(value) <= _MAX_RETRY_DIGITS else _MAX_RETRY_MS
-                        )
+                        self.retry_ms = int(value) if len(value) <= _MAX_RETRY_DIGITS else _MAX_RETRY_MS
             if has_data:
                 ev = next(parsed)
                 out.append(SSEEvent(ev.data, ev.event, last_id))  # type: ignore[attr-defined]

@@ -1,0 +1,163 @@
+"""SSE inbound throughput: magk_client's SSETransport vs a raw sseclient-py loop.
+
+A raw loopback server streams N small SSE events (pre-encoded, sent in large
+slices, so the server is not the bottleneck) with ``id:`` and a ~150-byte JSON
+``data:`` line. Measured, interleaved over several runs, events/s of:
+
+  (a) baseline: sseclient-py over a ``requests`` stream exactly as its README shows
+      (``SSEClient(requests.get(url, stream=True))``), plus ``json.loads`` per event;
+  (b) ``SSETransport.receive()`` plus ``json.loads`` per event.
+
+Prints the medians and the ratio (b)/(a). Usage::
+
+    python benchmarks/bench_sse_transport.py [--events 200000] [--runs 5] [--chunked]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+from typing import Callable, List
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import requests
+import sseclient
+
+from magk_client.errors import TransportClosed
+from magk_client.transports.base import TransportOptions
+from magk_client.transports.sse import SSETransport
+
+
+def make_body(n: int) -> bytes:
+    parts = []
+    for i in range(n):
+        msg = {
+            "id": f"e-{i}",
+            "type": "node_progress_update",
+            "timestamp": "2026-11-26T10:00:00.000Z",
+            "workflowId": "wf-1",
+            "nodeId": "n-1",
+            "data": {"progress": {"current": i, "total": n}},
+        }
+        parts.append(f"id: e-{i}\ndata: {json.dumps(msg, separators=(',', ':'))}\n\n")
+    return "".join(parts).encode("utf-8")
+
+
+class Server:
+    def __init__(self, body: bytes, chunked: bool) -> None:
+        self.body = body
+        self.chunked = chunked
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            head += "Transfer-Encoding: chunked\r\n\r\n" if self.chunked else "Connection: close\r\n\r\n"
+            conn.sendall(head.encode())
+            view = memoryview(self.body)
+            step = 256 * 1024
+            for i in range(0, len(view), step):
+                piece = view[i : i + step]
+                if self.chunked:
+                    conn.sendall(b"%x\r\n" % len(piece) + bytes(piece) + b"\r\n")
+                else:
+                    conn.sendall(piece)
+            if self.chunked:
+                conn.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/events/realtime"
+
+
+def run_baseline(url: str, n: int) -> float:
+    t0 = time.perf_counter()
+    response = requests.get(url, stream=True)
+    client = sseclient.SSEClient(response)
+    count = 0
+    for event in client.events():
+        json.loads(event.data)
+        count += 1
+    dt = time.perf_counter() - t0
+    response.close()
+    assert count == n, (count, n)
+    return n / dt
+
+
+def run_transport(url: str, n: int) -> float:
+    t0 = time.perf_counter()
+    transport = SSETransport(TransportOptions(url=url, read_timeout=30.0))
+    transport.open()
+    count = 0
+    loads = json.loads
+    try:
+        while True:
+            for item in transport.receive():
+                loads(item.data)  # type: ignore[union-attr]
+                count += 1
+    except TransportClosed:
+        pass
+    dt = time.perf_counter() - t0
+    transport.close()
+    assert count == n, (count, n)
+    return n / dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--chunked", action="store_true", help="chunked transfer encoding (default close-delimited)")
+    args = ap.parse_args()
+    body = make_body(args.events)
+    server = Server(body, args.chunked)
+    print(
+        f"{args.events} events, {len(body) / args.events:.0f} bytes each, "
+        f"{'chunked' if args.chunked else 'close-delimited'} body, {args.runs} interleaved runs"
+    )
+    results: dict[str, List[float]] = {"baseline": [], "transport": []}
+    runners: dict[str, Callable[[str, int], float]] = {"baseline": run_baseline, "transport": run_transport}
+    for i in range(args.runs):
+        order = ["baseline", "transport"] if i % 2 == 0 else ["transport", "baseline"]
+        for name in order:
+            rate = runners[name](server.url, args.events)
+            results[name].append(rate)
+            print(f"  run {i + 1} {name:9s} {rate:10.0f} events/s")
+    a = statistics.median(results["baseline"])
+    b = statistics.median(results["transport"])
+    print(f"median (a) sseclient-py + requests (README) + json.loads: {a:10.0f} events/s")
+    print(f"median (b) SSETransport.receive() + json.loads:          {b:10.0f} events/s")
+    print(f"ratio (b)/(a): {b / a:.2f}  (target >= 1.0, goal 1.2)")
+
+
+if __name__ == "__main__":
+    main()
