@@ -59,9 +59,7 @@ class OfflineQueue:
             or retention <= 0
         ):
             raise ConfigError(f"retention must be > 0 seconds, got {retention!r}")
-        if max_bytes is not None and (
-            isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
-        ):
+        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
             raise ConfigError(f"max_bytes must be an integer >= 1 or None, got {max_bytes!r}")
         self.max_size = max_size
         self.retention = float(retention)
@@ -104,18 +102,14 @@ class OfflineQueue:
         max_bytes = self.max_bytes
         if max_bytes is not None and nbytes > max_bytes:
             self.refused += 1
-            raise QueueFullError(
-                f"message of {nbytes} bytes exceeds the offline queue's max_bytes ({max_bytes})"
-            )
+            raise QueueFullError(f"message of {nbytes} bytes exceeds the offline queue's max_bytes ({max_bytes})")
         items = self._items
         if items and now - items[0][1] > self.retention:
             self.expire(now)
         dropped = 0
         max_size = self.max_size
         # hot path (1e6 puts while offline): inline the bound checks
-        while items and (
-            len(items) >= max_size or (max_bytes is not None and self._bytes + nbytes > max_bytes)
-        ):
+        while items and (len(items) >= max_size or (max_bytes is not None and self._bytes + nbytes > max_bytes)):
             self._bytes -= items.popleft()[2]
             dropped += 1
         items.append((text, now, nbytes))
@@ -180,9 +174,7 @@ class OfflineQueue:
         self._bytes += sum(item[2] for item in restored)
         self.expire(now)
         dropped = 0
-        while len(self._items) > self.max_size or (
-            self.max_bytes is not None and self._bytes > self.max_bytes
-        ):
+        while len(self._items) > self.max_size or (self.max_bytes is not None and self._bytes > self.max_bytes):
             self._popleft()
             dropped += 1
         self.dropped += dropped

@@ -583,9 +583,7 @@ def recovery_plan(
     terminal = bool(error.terminal)
     return RecoveryPlan(
         reconnect=auto_reconnect and RecoveryStrategy.RECONNECT in strategies and not terminal,
-        fallback=fallback_available
-        and RecoveryStrategy.FALLBACK_CONNECTION in strategies
-        and not terminal,
+        fallback=fallback_available and RecoveryStrategy.FALLBACK_CONNECTION in strategies and not terminal,
         queue_offline=RecoveryStrategy.QUEUE_OFFLINE in strategies,
         notify=terminal or RecoveryStrategy.NOTIFY_ONLY in strategies,
         escalate=RecoveryStrategy.ESCALATE in strategies,

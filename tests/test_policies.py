@@ -466,9 +466,7 @@ def test_heartbeat_validation_and_config() -> None:
             HeartbeatMonitor(*args)
     with pytest.raises(ConfigError):
         HeartbeatMonitor(1.0, 1.0, history=0)
-    hb = HeartbeatMonitor.from_config(
-        RealtimeConnectionConfig(heartbeat_interval_ms=2000, heartbeat_timeout_ms=500)
-    )
+    hb = HeartbeatMonitor.from_config(RealtimeConnectionConfig(heartbeat_interval_ms=2000, heartbeat_timeout_ms=500))
     assert (hb.interval, hb.timeout) == (2.0, 0.5)
 
 
