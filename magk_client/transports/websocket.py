@@ -122,7 +122,7 @@ class _RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed record is not ours to fix
             return True
-        redacted = redact_url(self._HEADER.sub(r"\1 ***", message))
+        redacted = "\n".join(redact_url(line) for line in self._HEADER.sub(r"\1 ***", message).split("\n"))
         if redacted != message:
             record.msg = redacted
             record.args = None
@@ -423,9 +423,7 @@ class WebSocketTransport(Transport):
         if isinstance(exc, (socket.timeout, websocket.WebSocketTimeoutException)) or (
             isinstance(exc, ssl.SSLError) and "timed out" in str(exc)
         ):
-            return MagkTimeoutError(
-                f"WebSocket connect to {where} timed out after {self.options.connect_timeout:g}s"
-            )
+            return MagkTimeoutError(f"WebSocket connect to {where} timed out after {self.options.connect_timeout:g}s")
         if isinstance(exc, socket.gaierror):
             return NetworkError(f"cannot resolve the host of {where}: {exc.strerror or exc}")
         if isinstance(exc, ssl.SSLError):
@@ -658,14 +656,13 @@ class WebSocketTransport(Transport):
         deadline = time.monotonic() + self._send_timeout
         if not self._ready or self._closed.is_set():
             raise NetworkError(
-                "cannot send: the WebSocket is closed" if self._closed.is_set() else
-                "cannot send: the WebSocket is not open"
+                "cannot send: the WebSocket is closed"
+                if self._closed.is_set()
+                else "cannot send: the WebSocket is not open"
             )
         data = ABNF.create_frame(text, ABNF.OPCODE_TEXT).format()
         if not self._send_lock.acquire(timeout=self._send_timeout):
-            raise MagkTimeoutError(
-                f"send timed out after {self._send_timeout:g}s waiting for another send to finish"
-            )
+            raise MagkTimeoutError(f"send timed out after {self._send_timeout:g}s waiting for another send to finish")
         try:
             self._write_locked(data, deadline)
         finally:

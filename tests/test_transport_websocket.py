@@ -1,0 +1,891 @@
+"""WebSocketTransport over real sockets on 127.0.0.1.
+
+Most tests use ``RawServer``: a plain socket speaking just enough RFC 6455 on the server side
+to send crafted (also broken) frames and to read what the client sends. A few run against the
+reference backend. Nothing is mocked; waits are on events with timeouts, never sleeps.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import ssl
+import struct
+import threading
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import pytest
+
+from magk_client.errors import (
+    AuthError,
+    MagkTimeoutError,
+    MessageTooLargeError,
+    NetworkError,
+    ProtocolError,
+    ServerError,
+    TransportClosed,
+)
+from magk_client.transports.base import TransportOptions
+from magk_client.transports.websocket import WebSocketTransport
+
+pytestmark = pytest.mark.timeout(30)
+
+TOKEN = "tok-SECRET-5f3a9c"
+API_KEY = "key-SECRET-77e1"
+AUTH = {"Authorization": f"Bearer {TOKEN}", "X-API-Key": API_KEY, "X-Tenant": "acme"}
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+WAIT = 5.0
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+
+
+# ---------------------------------------------------------------------------------------------
+# a minimal RFC 6455 server
+
+
+def frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    masked: bool = False,
+    length: Optional[int] = None,
+) -> bytes:
+    """A server frame; ``length`` overrides the length in the header (the payload is not cut)."""
+    n = len(payload) if length is None else length
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    mask_bit = 0x80 if masked else 0
+    if n < 126:
+        head += bytes([mask_bit | n])
+    elif n < 65536:
+        head += bytes([mask_bit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([mask_bit | 127]) + struct.pack("!Q", n)
+    if masked:
+        key = os.urandom(4)
+        payload = key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return head + payload
+
+
+def text(s: str, **kw: Any) -> bytes:
+    return frame(OP_TEXT, s.encode("utf-8"), **kw)
+
+
+def close_payload(code: int, reason: str = "") -> bytes:
+    return struct.pack("!H", code) + reason.encode("utf-8")
+
+
+class Peer:
+    """The server side of one accepted connection."""
+
+    def __init__(self, sock: socket.socket, leftover: bytes = b"") -> None:
+        self.sock = sock
+        self.buf = leftover
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("client closed the connection")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_frame(self) -> Tuple[int, bytes, bool]:
+        b1, b2 = self._exact(2)
+        n = b2 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._exact(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._exact(8))[0]
+        assert b2 & 0x80, "client frames must be masked"
+        key = self._exact(4)
+        data = self._exact(n)
+        payload = (int.from_bytes(data, "big") ^ int.from_bytes((key * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
+        return b1 & 0x0F, payload, bool(b1 & 0x80)
+
+    def read_close_code(self) -> Optional[int]:
+        """Read frames until the client's close frame; its code (None if the stream ended)."""
+        try:
+            while True:
+                opcode, payload, _ = self.read_frame()
+                if opcode == OP_CLOSE:
+                    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+        except (EOFError, OSError):
+            return None
+
+
+Script = Callable[[Peer], Any]
+
+
+class RawServer:
+    """Accepts one connection on 127.0.0.1, answers the upgrade (or ``response``), runs ``script``."""
+
+    def __init__(
+        self,
+        script: Optional[Script] = None,
+        *,
+        response: Optional[bytes] = None,
+        tls: Optional[ssl.SSLContext] = None,
+        rcvbuf: Optional[int] = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.script = script
+        self.response = response
+        self.tls = tls
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.listener.bind((host, 0))
+        self.listener.listen(8)
+        self.host = host
+        self.port = self.listener.getsockname()[1]
+        self.request_line = ""
+        self.headers: Dict[str, str] = {}
+        self.connected = threading.Event()
+        self.finished = threading.Event()
+        self.release = threading.Event()  # scripts may wait on it; set at teardown
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, name="raw-ws-server", daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/ws/realtime") -> str:
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}{path}"
+
+    def _run(self) -> None:
+        try:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(WAIT)
+                if self.tls is not None:
+                    try:
+                        conn = self.tls.wrap_socket(conn, server_side=True)
+                    except (ssl.SSLError, OSError) as exc:
+                        self.result = exc
+                        return
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, leftover = data.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                self.request_line = lines[0]
+                self.headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+                if self.response is not None:
+                    conn.sendall(self.response)
+                    self.connected.set()
+                    self.release.wait(WAIT)
+                    return
+                accept = base64.b64encode(
+                    hashlib.sha1((self.headers["sec-websocket-key"] + GUID).encode()).digest()
+                ).decode()
+                conn.sendall(
+                    (
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                    ).encode()
+                )
+                self.connected.set()
+                if self.script is not None:
+                    self.result = self.script(Peer(conn, leftover))
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+        finally:
+            self.finished.set()
+
+    def join(self) -> Any:
+        assert self.finished.wait(WAIT), "server script did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def close(self) -> None:
+        self.release.set()
+        self.listener.close()
+        self.thread.join(WAIT)
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[..., RawServer]]:
+    made: List[RawServer] = []
+
+    def make(script: Optional[Script] = None, **kw: Any) -> RawServer:
+        server = RawServer(script, **kw)
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.close()
+
+
+@pytest.fixture
+def transports() -> Iterator[Callable[..., WebSocketTransport]]:
+    made: List[WebSocketTransport] = []
+
+    def make(url: str, **kw: Any) -> WebSocketTransport:
+        kw.setdefault("headers", AUTH)
+        kw.setdefault("connect_timeout", WAIT)
+        kw.setdefault("send_timeout", WAIT)
+        t = WebSocketTransport(TransportOptions(url=url, **kw))
+        made.append(t)
+        return t
+
+    yield make
+    for t in made:
+        t.close()
+
+
+def no_secret(exc: BaseException) -> BaseException:
+    for s in (str(exc), repr(exc)):
+        assert TOKEN not in s and API_KEY not in s, s
+    return exc
+
+
+def fails(cls: type, fn: Callable[[], Any]) -> Any:
+    with pytest.raises(cls) as info:
+        fn()
+    return no_secret(info.value)
+
+
+def receive_n(t: WebSocketTransport, n: int) -> Tuple[List[Any], List[int]]:
+    got: List[Any] = []
+    sizes: List[int] = []
+    while len(got) < n:
+        batch = t.receive()
+        assert batch, "receive() returned an empty batch"
+        sizes.append(len(batch))
+        got.extend(batch)
+    return got, sizes
+
+
+def in_thread(fn: Callable[[], Any]) -> Tuple[threading.Event, Dict[str, Any]]:
+    done = threading.Event()
+    box: Dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            box["at"] = time.monotonic()
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done, box
+
+
+# ---------------------------------------------------------------------------------------------
+# handshake
+
+
+def test_handshake_carries_auth_headers_and_last_event_id(servers, transports) -> None:
+    server = servers(lambda peer: peer.send(text("hi")))
+    t = transports(server.url())
+    t.open(last_event_id="e-41")
+    assert t.receive() == ["hi"]
+    assert server.request_line == "GET /ws/realtime HTTP/1.1"
+    assert server.headers["authorization"] == f"Bearer {TOKEN}"
+    assert server.headers["x-api-key"] == API_KEY
+    assert server.headers["x-tenant"] == "acme"
+    assert server.headers["last-event-id"] == "e-41"
+    server.join()
+
+
+def test_no_last_event_id_header_when_none_or_unsafe(servers, transports) -> None:
+    server = servers(lambda peer: None)
+    t = transports(server.url())
+    t.open(last_event_id="e-1\r\nX-Evil: 1")
+    server.join()
+    assert "last-event-id" not in server.headers
+    assert "x-evil" not in server.headers
+
+
+@pytest.mark.parametrize(
+    ("status", "extra", "cls", "terminal", "retry_after"),
+    [
+        (401, "", AuthError, True, None),
+        (403, "", AuthError, True, None),
+        (404, "", ProtocolError, False, None),
+        (426, "", ProtocolError, False, None),
+        (503, "Retry-After: 3\r\n", ServerError, False, 3.0),
+        (429, "Retry-After: 7\r\n", ServerError, False, 7.0),
+        (500, "", ServerError, False, None),
+    ],
+)
+def test_refused_handshake_is_classified(servers, transports, status, extra, cls, terminal, retry_after) -> None:
+    body = f"secret body mentioning {TOKEN}"
+    server = servers(
+        response=(
+            f"HTTP/1.1 {status} Nope\r\n{extra}Content-Length: {len(body)}\r\nX-Echo: {TOKEN}\r\n\r\n{body}"
+        ).encode()
+    )
+    t = transports(server.url("/ws/realtime?token=" + TOKEN))
+    exc = fails(cls, t.open)
+    assert type(exc) is cls
+    assert exc.status == status
+    assert exc.terminal is terminal
+    assert exc.retry_after == retry_after
+    assert t.closed
+    assert fails(cls, t.receive) is exc  # receive() after a failed open() repeats why
+
+
+def test_redirect_is_refused_and_never_followed(servers, transports) -> None:
+    other = socket.socket()
+    other.bind(("127.0.0.2", 0))
+    other.listen(1)
+    try:
+        target = f"ws://127.0.0.2:{other.getsockname()[1]}/ws/realtime"
+        server = servers(response=f"HTTP/1.1 302 Found\r\nLocation: {target}\r\n\r\n".encode())
+        t = transports(server.url())
+        exc = fails(ProtocolError, t.open)
+        assert exc.terminal
+        assert exc.status == 302
+        assert "redirect refused" in str(exc)
+        other.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nobody connected to the second host
+            other.accept()
+    finally:
+        other.close()
+
+
+def test_not_a_websocket_answer_is_a_protocol_error(servers, transports) -> None:
+    server = servers(
+        response=b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: d3Jvbmc=\r\n\r\n"
+    )
+    t = transports(server.url())
+    exc = fails(ProtocolError, t.open)
+    assert not exc.terminal
+
+
+def test_listener_that_never_answers_times_out_within_connect_timeout(transports) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # never accepted: the TCP connect succeeds, the handshake never answers
+    try:
+        t = transports(f"ws://127.0.0.1:{listener.getsockname()[1]}/ws/realtime", connect_timeout=0.5)
+        start = time.monotonic()
+        exc = fails(MagkTimeoutError, t.open)
+        elapsed = time.monotonic() - start
+        assert 0.45 <= elapsed <= 0.5 + 0.2, elapsed
+        assert isinstance(exc, TimeoutError)
+    finally:
+        listener.close()
+
+
+def test_connection_refused_is_a_network_error(transports) -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    t = transports(f"ws://127.0.0.1:{port}/ws/realtime")
+    exc = fails(NetworkError, t.open)
+    assert not exc.terminal
+    assert "refused" in str(exc)
+
+
+def test_close_during_a_hanging_handshake_unblocks_open(transports) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    try:
+        t = transports(f"ws://127.0.0.1:{listener.getsockname()[1]}/", connect_timeout=10)
+        done, box = in_thread(t.open)
+        conn, _ = listener.accept()  # the client is in its handshake now
+        with conn:
+            conn.recv(4096)  # its upgrade request arrived: open() is waiting for the answer
+            closed_at = time.monotonic()
+            t.close()
+            assert done.wait(WAIT)
+        assert isinstance(box.get("error"), TransportClosed)
+        assert box["at"] - closed_at < 1.0
+    finally:
+        listener.close()
+
+
+def test_open_twice_and_open_after_close_are_refused(servers, transports) -> None:
+    server = servers(lambda peer: None)
+    t = transports(server.url())
+    t.open()
+    fails(TransportClosed, t.open)
+    t2 = transports(server.url())
+    t2.close()
+    fails(TransportClosed, t2.open)
+
+
+# ---------------------------------------------------------------------------------------------
+# receiving
+
+
+def test_batches_1000_messages_in_order(servers, transports) -> None:
+    msgs = [json.dumps({"id": f"e-{i}", "type": "node_log", "data": {"pad": "x" * 100}}) for i in range(1000)]
+    server = servers(lambda peer: peer.send(b"".join(text(m) for m in msgs)))
+    t = transports(server.url())
+    before = t.last_activity
+    t.open()
+    got, sizes = receive_n(t, 1000)
+    assert got == msgs
+    assert max(sizes) > 1, sizes
+    assert len(sizes) < 1000
+    assert t.last_activity > before
+    server.join()
+
+
+def test_one_byte_segments_are_reassembled(servers, transports) -> None:
+    msgs = [f"message {i} " + "é" * i for i in range(60)] + ["z" * 70000]
+
+    def script(peer: Peer) -> None:
+        peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data = b"".join(text(m) for m in msgs[:-1])
+        for i in range(len(data)):
+            peer.send(data[i : i + 1])
+        peer.send(text(msgs[-1]))
+
+    server = servers(script)
+    t = transports(server.url())
+    t.open()
+    got, _ = receive_n(t, len(msgs))
+    assert got == msgs
+    server.join()
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 3 * 1024 * 1024 + 7])
+def test_length_encodings_and_big_frames(servers, transports, size) -> None:
+    payload = ("0123456789abcdef" * (size // 16 + 1))[:size]
+    server = servers(lambda peer: peer.send(text(payload) + text("after")))
+    t = transports(server.url())
+    t.open()
+    got, _ = receive_n(t, 2)
+    assert got == [payload, "after"]
+    server.join()
+
+
+def test_fragmented_message_with_interleaved_ping(servers, transports) -> None:
+    word = "héllo wörld ✓"
+    raw = word.encode("utf-8")
+    cut = raw.index("ö".encode()) + 1  # split inside a multi-byte character
+
+    def script(peer: Peer) -> Tuple[int, bytes]:
+        peer.send(frame(OP_TEXT, raw[:3], fin=False))
+        peer.send(frame(OP_CONT, raw[3:cut], fin=False))
+        peer.send(frame(OP_PING, b"are you there"))
+        peer.send(frame(OP_CONT, raw[cut:], fin=True) + text("next"))
+        opcode, payload, _ = peer.read_frame()
+        return opcode, payload
+
+    server = servers(script)
+    t = transports(server.url())
+    t.open()
+    got, _ = receive_n(t, 2)
+    assert got == [word, "next"]
+    assert server.join() == (OP_PONG, b"are you there")
+
+
+def test_ping_is_answered_and_pongs_are_ignored(servers, transports) -> None:
+    def script(peer: Peer) -> Tuple[int, bytes]:
+        peer.send(frame(OP_PONG, b"unsolicited") + frame(OP_PING, b"p-1") + text("x"))
+        opcode, payload, _ = peer.read_frame()
+        return opcode, payload
+
+    server = servers(script)
+    t = transports(server.url())
+    t.open()
+    assert t.receive() == ["x"]
+    assert server.join() == (OP_PONG, b"p-1")
+
+
+def test_binary_message_is_decoded_as_text(servers, transports) -> None:
+    server = servers(lambda peer: peer.send(frame(OP_BINARY, b'{"type":"ping"}')))
+    t = transports(server.url())
+    t.open()
+    assert t.receive() == ['{"type":"ping"}']
+
+
+VIOLATIONS = {
+    "masked frame": (text("x", masked=True), 1002),
+    "rsv bit": (text("x", rsv=4), 1002),
+    "126-byte ping": (frame(OP_PING, b"p" * 126), 1002),
+    "fragmented ping": (frame(OP_PING, b"p", fin=False), 1002),
+    "unknown opcode": (frame(3, b"x"), 1002),
+    "unknown control opcode": (frame(11, b""), 1002),
+    "continuation first": (frame(OP_CONT, b"x"), 1002),
+    "text inside fragments": (frame(OP_TEXT, b"a", fin=False) + text("b"), 1002),
+    "invalid utf-8": (frame(OP_TEXT, b"ok \xff\xfe"), 1007),
+    "invalid utf-8 long": (frame(OP_TEXT, b"\xc3" * 5000), 1007),
+    "invalid utf-8 fragmented": (frame(OP_TEXT, b"ab", fin=False) + frame(OP_CONT, b"\xed\xa0\x80"), 1007),
+    "truncated utf-8 at end": (frame(OP_TEXT, b"ab", fin=False) + frame(OP_CONT, b"\xe2\x82"), 1007),
+    "1-byte close": (frame(OP_CLOSE, b"\x03"), 1002),
+    "close code 1005": (frame(OP_CLOSE, close_payload(1005)), 1002),
+    "close code 999": (frame(OP_CLOSE, close_payload(999)), 1002),
+    "close reason not utf-8": (frame(OP_CLOSE, close_payload(1000) + b"\xff"), 1007),
+}
+
+
+@pytest.mark.parametrize("name", list(VIOLATIONS))
+def test_protocol_violations_fail_the_connection(servers, transports, name) -> None:
+    data, code = VIOLATIONS[name]
+    server = servers(lambda peer: (peer.send(data), peer.read_close_code())[1])
+    t = transports(server.url())
+    t.open()
+    exc = fails(ProtocolError, t.receive)
+    assert type(exc) is ProtocolError
+    assert exc.close_code == code
+    assert exc.terminal
+    assert server.join() == code  # the server got our close frame with that code
+    assert t.closed
+    again = fails(ProtocolError, t.receive)
+    assert again.close_code == code
+
+
+def test_messages_before_a_violation_are_delivered_first(servers, transports) -> None:
+    server = servers(
+        lambda peer: (peer.send(text("a") + text("b") + text("c", masked=True)), peer.read_close_code())[1]
+    )
+    t = transports(server.url())
+    t.open()
+    assert t.receive() == ["a", "b"]
+    exc = fails(ProtocolError, t.receive)
+    assert exc.close_code == 1002
+    assert server.join() == 1002
+
+
+def test_header_claiming_2_62_bytes_fails_at_once(servers, transports) -> None:
+    def script(peer: Peer) -> Optional[int]:
+        peer.send(frame(OP_TEXT, b"abc", length=2**62))  # then trickle nothing more
+        return peer.read_close_code()
+
+    server = servers(script)
+    t = transports(server.url())
+    t.open()
+    start = time.monotonic()
+    exc = fails(MessageTooLargeError, t.receive)
+    assert time.monotonic() - start < 1.0
+    assert exc.close_code == 1009
+    assert server.join() == 1009
+
+
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_max_message_size_boundary(servers, transports, fragmented) -> None:
+    limit = 1000
+
+    def frames(size: int) -> bytes:
+        data = b"y" * size
+        if not fragmented:
+            return frame(OP_TEXT, data)
+        return (
+            frame(OP_TEXT, data[:400], fin=False)
+            + frame(OP_CONT, data[400:800], fin=False)
+            + frame(OP_CONT, data[800:])
+        )
+
+    server = servers(lambda peer: (peer.send(frames(limit) + frames(limit + 1)), peer.read_close_code())[1])
+    t = transports(server.url(), max_message_size=limit)
+    t.open()
+    assert t.receive() == ["y" * limit]
+    exc = fails(MessageTooLargeError, t.receive)
+    assert exc.close_code == 1009
+    assert server.join() == 1009
+
+
+def test_hot_path_respects_a_small_limit(servers, transports) -> None:
+    server = servers(lambda peer: (peer.send(text("z" * 150)), peer.read_close_code())[1])
+    t = transports(server.url(), max_message_size=100)
+    t.open()
+    fails(MessageTooLargeError, t.receive)
+    assert server.join() == 1009
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        (1000, TransportClosed),
+        (1001, TransportClosed),
+        (1008, AuthError),
+        (4401, AuthError),
+        (1011, ServerError),
+        (1012, ServerError),
+        (1009, MessageTooLargeError),
+        (4000, NetworkError),
+    ],
+)
+def test_server_close_codes_are_classified_and_answered(servers, transports, code, cls) -> None:
+    server = servers(
+        lambda peer: (peer.send(text("last") + frame(OP_CLOSE, close_payload(code, "bye"))), peer.read_close_code())[1]
+    )
+    t = transports(server.url())
+    t.open()
+    got = t.receive()
+    if got == ["last"]:
+        exc = fails(cls, t.receive)
+    else:  # pragma: no cover - both frames always arrive together on loopback
+        pytest.fail(f"unexpected {got!r}")
+    assert type(exc) is cls
+    assert exc.close_code == code
+    assert server.join() == code  # echoed
+
+
+def test_empty_close_frame_is_an_orderly_close(servers, transports) -> None:
+    server = servers(lambda peer: (peer.send(frame(OP_CLOSE)), peer.read_close_code())[1])
+    t = transports(server.url())
+    t.open()
+    exc = fails(TransportClosed, t.receive)
+    assert exc.close_code == 1005
+    assert server.join() == 1000
+
+
+def test_eof_without_close_frame_is_a_network_error(servers, transports) -> None:
+    server = servers(lambda peer: peer.send(text("one") + frame(OP_TEXT, b"partial", length=50)))
+    t = transports(server.url())
+    t.open()
+    assert t.receive() == ["one"]
+    server.join()  # the server closes its socket when the script returns
+    exc = fails(NetworkError, t.receive)
+    assert exc.close_code == 1006
+    assert not exc.terminal
+
+
+def test_reset_is_a_network_error(servers, transports) -> None:
+    def script(peer: Peer) -> None:
+        peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    server = servers(script)
+    t = transports(server.url())
+    t.open()
+    server.join()
+    exc = fails(NetworkError, t.receive)
+    assert exc.close_code == 1006
+
+
+# ---------------------------------------------------------------------------------------------
+# sending and closing
+
+
+def test_concurrent_sends_are_serialised(servers, transports) -> None:
+    n_threads, per_thread = 4, 50
+    total = n_threads * per_thread
+
+    def script(peer: Peer) -> List[str]:
+        return [peer.read_frame()[1].decode() for _ in range(total)]
+
+    server = servers(script)
+    t = transports(server.url())
+    t.open()
+    start = threading.Barrier(n_threads)
+
+    def sender(k: int) -> None:
+        start.wait()
+        for i in range(per_thread):
+            t.send(json.dumps({"thread": k, "i": i, "pad": "p" * (i * 37 % 3000)}))
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(WAIT)
+    got = [json.loads(s) for s in server.join()]
+    for k in range(n_threads):
+        assert [m["i"] for m in got if m["thread"] == k] == list(range(per_thread))
+
+
+def test_send_to_a_peer_that_stops_reading_times_out(servers, transports) -> None:
+    server = servers(lambda peer: peer.sock and server.release.wait(WAIT), rcvbuf=4096)
+    t = transports(server.url(), send_timeout=0.5)
+    t.open()
+    big = "x" * (10 * 1024 * 1024)
+    start = time.monotonic()
+    exc = fails(MagkTimeoutError, lambda: t.send(big))
+    assert time.monotonic() - start <= 0.5 + 0.3
+    assert isinstance(exc, TimeoutError)
+    # half a frame may be on the wire: the connection is dropped and says why
+    assert t.closed
+    fails(MagkTimeoutError, t.receive)
+    fails(NetworkError, lambda: t.send("{}"))
+
+
+def test_close_from_another_thread_unblocks_receive(servers, transports) -> None:
+    def script(peer: Peer) -> Optional[int]:
+        peer.send(text("first"))
+        return peer.read_close_code()
+
+    server = servers(script)
+    t = transports(server.url())
+    t.open()
+    assert t.receive() == ["first"]
+    done, box = in_thread(t.receive)  # blocks: nothing more is coming
+    closed_at = time.monotonic()
+    t.close()
+    assert done.wait(WAIT)
+    assert box["at"] - closed_at < 0.5
+    assert isinstance(box.get("error"), TransportClosed)
+    assert str(box["error"]) == "closed locally"
+    assert server.join() == 1000
+    t.close()  # idempotent
+    t.close(1001)
+    fails(TransportClosed, t.receive)
+    exc = fails(NetworkError, lambda: t.send("{}"))
+    assert "closed" in str(exc)
+
+
+def test_close_is_quick_when_the_peer_does_not_read(servers, transports) -> None:
+    server = servers(lambda peer: server.release.wait(WAIT), rcvbuf=4096)
+    t = transports(server.url(), send_timeout=5.0)
+    t.open()
+    done, box = in_thread(lambda: t.send("x" * (10 * 1024 * 1024)))  # fills every buffer
+    deadline = time.monotonic() + WAIT
+    while not t._send_lock.locked():  # the sender is inside send() (then stuck on a full socket)
+        assert time.monotonic() < deadline
+    # close() must not wait for it
+    start = time.monotonic()
+    t.close()
+    assert time.monotonic() - start < 0.5
+    assert done.wait(WAIT)
+    assert isinstance(box.get("error"), NetworkError)
+
+
+def test_send_before_open_and_close_before_open(transports) -> None:
+    t = transports("ws://127.0.0.1:9/ws/realtime")
+    fails(NetworkError, lambda: t.send("{}"))
+    t.close()
+    assert t.closed
+    fails(TransportClosed, t.receive)
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS
+
+
+@pytest.fixture(scope="module")
+def tls_material(tmp_path_factory) -> Tuple[Any, ssl.SSLContext, str]:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(server_ctx)
+    ca_file = str(tmp_path_factory.mktemp("ca") / "ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
+    return ca, server_ctx, ca_file
+
+
+def test_tls_is_verified_by_default_and_env_bundles_do_not_override(
+    servers, transports, tls_material, monkeypatch
+) -> None:
+    _, server_ctx, ca_file = tls_material
+    monkeypatch.setenv("WEBSOCKET_CLIENT_CA_BUNDLE", ca_file)
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent")  # the default context must not pick it up either
+    for ctx in (None, ssl.create_default_context()):
+        server = servers(lambda peer: None, tls=server_ctx)
+        t = transports(server.url(), ssl_context=ctx)
+        exc = fails(NetworkError, t.open)
+        assert exc.terminal
+        assert "certificate verification failed" in str(exc)
+        assert exc.close_code == 1015
+
+
+def test_tls_with_a_context_trusting_the_ca(servers, transports, tls_material) -> None:
+    ca, server_ctx, _ = tls_material
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    def script(peer: Peer) -> Tuple[int, bytes]:
+        peer.send(text("secure") + frame(OP_PING, b"tls"))
+        opcode, payload, _ = peer.read_frame()
+        return opcode, payload
+
+    server = servers(script, tls=server_ctx)
+    t = transports(server.url(), ssl_context=client_ctx)
+    t.open()
+    assert t.receive() == ["secure"]
+    assert server.join() == (OP_PONG, b"tls")
+    assert server.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_tls_close_unblocks_receive(servers, transports, tls_material) -> None:
+    ca, server_ctx, _ = tls_material
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    server = servers(lambda peer: peer.read_close_code(), tls=server_ctx)
+    t = transports(server.url(), ssl_context=client_ctx)
+    t.open()
+    done, box = in_thread(t.receive)
+    t.close()
+    assert done.wait(WAIT)
+    assert isinstance(box.get("error"), TransportClosed)
+
+
+def test_debug_logs_and_library_trace_hold_no_secret(servers, transports, caplog) -> None:
+    import websocket
+
+    server = servers(lambda peer: (peer.send(frame(OP_CLOSE, close_payload(4401, "no"))), peer.read_close_code())[1])
+    websocket.enableTrace(True)
+    try:
+        with caplog.at_level("DEBUG"):
+            t = transports(server.url("/ws/realtime?token=" + TOKEN))
+            t.open()
+            fails(AuthError, t.receive)
+    finally:
+        websocket.enableTrace(False)
+    server.join()
+    assert "authorization" in caplog.text.lower()  # the trace ran and was redacted
+    assert TOKEN not in caplog.text
+    assert API_KEY not in caplog.text
+    assert TOKEN not in repr(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# against the reference backend
+
+
+@pytest.fixture
+def backend() -> Iterator[Any]:
+    from magk_client.testing.backend import Backend
+
+    with Backend(token=TOKEN, pace=0.0) as b:
+        yield b
+
+
+def test_backend_ping_pong_and_published_events(backend, transports) -> None:
+    t = transports(backend.websocket_url)
+    t.open()
+    t.send(json.dumps({"type": "ping", "data": {"pingId": "p-7"}}))
+    ids = backend.publish_many({"type": "node_log", "data": {"i": i}} for i in range(200))
+    seen: List[Dict[str, Any]] = []
+    while not (any(m.get("type") == "pong" for m in seen) and sum(1 for m in seen if m.get("id") in ids) == 200):
+        seen.extend(json.loads(s) for s in t.receive())
+    pong = next(m for m in seen if m["type"] == "pong")
+    assert pong["data"]["pingId"] == "p-7"
+    assert [m["id"] for m in seen if m.get("id") in ids] == ids
+
+
+def test_backend_resume_and_auth_close(backend, transports) -> None:
+    ids = backend.publish_many({"type": "node_log", "data": {"i": i}} for i in range(3))
+    t = transports(backend.websocket_url)
+    t.open(last_event_id=ids[0])
+    got: List[str] = []
+    while len(got) < 2:
+        got.extend(m["id"] for m in map(json.loads, t.receive()) if m.get("id"))
+    assert got == ids[1:]
+    backend.close_connections(4401, "token revoked")
+    exc = fails(AuthError, lambda: [t.receive() for _ in range(100)])
+    assert exc.close_code == 4401
+
+
+def test_backend_refuses_a_bad_token(backend, transports) -> None:
+    t = transports(backend.websocket_url, headers={"Authorization": "Bearer wrong"})
+    exc = fails(AuthError, t.open)
+    assert exc.status in (401, 403)
