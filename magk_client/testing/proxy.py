@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # typing.Self is Python 3.11+
-    from typing_extensions import Self  # noqa: UP035 - mypy checks for Python 3.9
+    import typing_extensions
 
 try:
     import fcntl
@@ -425,7 +425,11 @@ class FaultProxy:
 
     @property
     def bytes_up(self) -> int:
-        """Bytes forwarded from clients to the upstream server."""
+        """Bytes forwarded from clients to the upstream server.
+
+        Byte counters move just after each ``send()``, so a receiver may see bytes a moment before they
+        are counted: wait with :meth:`wait_until` rather than asserting at once.
+        """
         with self._cond:
             return self._bytes["up"]
 
@@ -458,7 +462,7 @@ class FaultProxy:
         self._wake_r.close()
         self._wake_w.close()
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> typing_extensions.Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -792,8 +796,12 @@ class FaultProxy:
                 upstream_mask = write
             elif conn.state == _OPEN:
                 assert conn.up is not None and conn.down is not None
-                client_mask = (read if self._can_read(conn.up) else 0) | (write if conn.down.want_write else 0)
-                upstream_mask = (read if self._can_read(conn.down) else 0) | (write if conn.up.want_write else 0)
+                client_mask = read if self._can_read(conn.up) else 0
+                if conn.down.want_write:
+                    client_mask |= write
+                upstream_mask = read if self._can_read(conn.down) else 0
+                if conn.up.want_write:
+                    upstream_mask |= write
             self._set_interest(conn.client, client_mask, (conn, "client"))
             if conn.upstream is not None:
                 self._set_interest(conn.upstream, upstream_mask, (conn, "upstream"))
