@@ -127,3 +127,23 @@ def check_exactly_once(backend: Backend) -> None:
     finally:
         stop.set()
         thread.join()
+
+
+def test_replay_log_unit() -> None:
+    from magk_client.testing import ReplayLog
+
+    log = ReplayLog(maxlen=3)
+    assert log.after("e-0") == (False, [])
+    for i in range(1, 6):
+        log.append(f"e-{i}", {}, str(i))
+    assert [e.id for e in log.entries()] == ["e-3", "e-4", "e-5"]
+    assert [e.id for e in log.after("e-3")[1]] == ["e-4", "e-5"] and log.after("e-3")[0] is False
+    assert log.after("e-2") == (False, log.entries())  # nothing after e-2 is missing
+    gap, events = log.after("e-1")
+    assert gap is True and [e.id for e in events] == ["e-3", "e-4", "e-5"]
+    assert log.after("e-77") == (True, [])
+    assert log.after("custom") == (True, [])
+    log.expire()
+    assert log.after("e-5") == (True, [])
+    log.append("custom", {}, "x")
+    assert log.after("custom") == (False, []) and log.find("custom") is not None

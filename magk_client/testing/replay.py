@@ -38,6 +38,7 @@ class ReplayLog:
         self._entries: Deque[LoggedEvent] = deque()
         self._index: Dict[str, int] = {}
         self._next_seq = 1
+        self._expired_before = 1  # ids e-<n> with n below this were forgotten by expire()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -66,7 +67,9 @@ class ReplayLog:
         return entry
 
     def expire(self) -> None:
-        """Forget every logged event (the sequence counter carries on)."""
+        """Forget every logged event (the sequence counter carries on); every id issued so far now
+        resumes with a gap."""
+        self._expired_before = self._next_seq
         self._entries.clear()
         self._index.clear()
 
@@ -76,10 +79,11 @@ class ReplayLog:
     def after(self, last_event_id: str) -> Tuple[bool, List[LoggedEvent]]:
         """Events after ``last_event_id``: ``(gap, events)``.
 
-        ``gap`` is False when the id is held: ``events`` are exactly the ones logged after it. When it is
-        not held, ``gap`` is True and ``events`` are what the log can still offer: for an id of ours
-        (``e-<n>`` with n already issued) that has expired, every held event after n; for an id we never
-        issued, nothing.
+        ``gap`` is False when the id is held: ``events`` are exactly the ones logged after it. For an id
+        of ours (``e-<n>``, n already issued, ``e-0`` meaning "before the first") that is no longer held,
+        ``events`` are the held events after n, and ``gap`` says whether some events after n are gone
+        (pushed out of the bounded log, or forgotten by :meth:`expire`). For an id we never issued,
+        ``gap`` is True and ``events`` is empty.
         """
         seq = self._index.get(last_event_id)
         first = self._entries[0].seq if self._entries else self._next_seq
@@ -89,7 +93,8 @@ class ReplayLog:
         if match is not None:
             n = int(match.group(1))
             if n < self._next_seq:
-                return True, [e for e in self._entries if e.seq > n]
+                gap = n < first - 1 or n < self._expired_before - 1 or (n > 0 and n < self._expired_before)
+                return gap, [e for e in self._entries if e.seq > n]
         return True, []
 
     def find(self, event_id: str) -> Optional[LoggedEvent]:
