@@ -36,7 +36,9 @@ Semantics worth knowing
       the kernel has handed the last bytes to the receiver before it resets, so the receiver reads
       exactly ``n`` bytes and then ``ECONNRESET``.
     - An error or reset on one side of a connection resets the other side; a FIN is passed on as a FIN
-      (half-close) once the bytes before it have been forwarded.
+      (half-close) once the bytes before it have been forwarded. If the upstream connect fails (server
+      down) or takes over 10 s, the already-accepted client connection is reset.
+    - Byte counters move just after each ``send()``: use :meth:`FaultProxy.wait_until` to wait for them.
     - Latency is applied per chunk read, in each direction (a round trip costs twice the latency); the
       order of bytes in a direction is always preserved, jitter included. Bandwidth is a per-connection,
       per-direction cap.
