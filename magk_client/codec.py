@@ -260,10 +260,9 @@ def from_backend_message(
     transformer. Raises :class:`InvalidMessage` for a named event with no
     transformer, or a transformer that fails."""
     if event.event in ("message", ""):
-        msg = decode(event.data, received_at, max_depth)
-        if not msg.id and event.id:
-            msg.id = event.id
-        return msg
+        # The envelope's own id counts, not the SSE last-event-id buffer: that buffer persists
+        # across events, so a control message without an id would inherit the previous event's.
+        return decode(event.data, received_at, max_depth)
     fn = registry.get(event.event)
     if fn is None:
         raise InvalidMessage(f"named SSE event {event.event[:80]!r} has no transformer")

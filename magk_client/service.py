@@ -257,6 +257,7 @@ class RealtimeService:
         self._callback_errors = 0  # dispatcher
         self._sent = 0  # lock
         self._total_reconnects = 0  # lock
+        self._session_connects = 0  # lock
         self._switches = 0  # lock
         self._connected_since: Optional[float] = None
         self._last_message_at: Optional[float] = None
@@ -324,6 +325,7 @@ class RealtimeService:
         if not wait:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
+        err: Optional[MagkError] = None
         with self._lock:
             while True:
                 if self._state is ConnectionState.CONNECTED:
@@ -347,6 +349,7 @@ class RealtimeService:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._session_error = None
+        self._session_connects = 0
         self._tracker.reset()
         self._ctype = self._config.preferred_type
         self._set_state_locked(ConnectionState.CONNECTING, None)
@@ -756,8 +759,9 @@ class RealtimeService:
                 transport.close()
                 return False
             conn = _Connection(next(self._conn_numbers), transport, ctype, now)
-            if self._connected_since is not None or self._total_reconnects or self._tracker.attempts:
+            if self._session_connects:
                 self._total_reconnects += 1
+            self._session_connects += 1
             self._conn = conn
             self._connected_since = time.time()
             self._tracker.on_connected(now)
@@ -1040,6 +1044,11 @@ class RealtimeService:
                     continue
             elif message.id and not delivery.accept(message.id):
                 continue
+            elif mtype is MessageType.SUBSCRIPTION_ACK:
+                # A server may tell where the stream stands; a client with no event yet resumes from there.
+                position = message.data.get("lastEventId")
+                if isinstance(position, str) and position and delivery.last_event_id is None:
+                    delivery.set_last_event_id(position)
             elif mtype is MessageType.SUBSCRIPTION_ERROR and message.data.get("code") == "resume_gap":
                 self._resume_gaps += 1
                 last = message.data.get("lastEventId")

@@ -176,8 +176,10 @@ def test_encode_dict_and_reject_unencodable() -> None:
 
 def test_sse_events_and_transformers() -> None:
     registry = codec.TransformerRegistry()
-    plain = codec.from_backend_message(SSEEvent('{"type": "node_log"}', "message", "e-9"), registry)
+    plain = codec.from_backend_message(SSEEvent('{"type": "node_log", "id": "e-9"}', "message", "e-9"), registry)
     assert plain is not None and plain.id == "e-9"
+    control = codec.from_backend_message(SSEEvent('{"type": "subscription_ack"}', "message", "e-9"), registry)
+    assert control is not None and control.id == ""  # the SSE buffer's id is not inherited
     started = codec.from_backend_message(
         SSEEvent('{"data": {"workflowId": "wf-1"}, "id": "b-1"}', "workflow_started", "b-1"), registry
     )

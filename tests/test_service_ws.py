@@ -115,13 +115,13 @@ def test_subscription_filters_by_type_workflow_and_node(server: Backend) -> None
 
 def test_pull_api_wait_for_and_messages(server: Backend) -> None:
     with make_service(server) as service:
-        stream = service.messages("node_status_update", timeout=5)
-        server.execute_command("start_workflow", "wf-1")
-        first = next(stream)
-        assert first.type is MessageType.NODE_STATUS_UPDATE
-        stream.close()
-        end = service.wait_for(workflow_done, timeout=10)
-        assert end.data["type"] == "workflow_completed"
+        with service.messages(None, timeout=5) as stream:
+            server.execute_command("start_workflow", "wf-1")
+            first = next(m for m in stream if m.type != "subscription_ack")
+            assert first.type is MessageType.WORKFLOW_EVENT and first.data["type"] == "workflow_started"
+            end = next(m for m in stream if workflow_done(m))
+            assert end.data["type"] == "workflow_completed"
+        server.publish({"type": "node_log", "data": {"n": 1}})
         with pytest.raises(MagkTimeoutError):
             service.wait_for("node_error", timeout=0.2)
 
@@ -174,10 +174,15 @@ def test_offline_queue_off_raises(server: Backend) -> None:
 def test_silent_backend_detected_within_interval_plus_timeout(server: Backend) -> None:
     states = StateRecorder()
     interval, timeout = 0.3, 0.2
+    pongs: Recorder[RealtimeMessage] = Recorder()
     with make_service(server, heartbeat_interval_ms=interval * 1000, heartbeat_timeout_ms=timeout * 1000) as service:
-        service.on_connection_state_change(states)
+        service.subscribe("pong", pongs)
+        pongs.wait_count(1)  # a ping went out and its pong came back: the RTT is recorded
         health = service.get_connection_health()
         assert health.is_healthy
+        assert health.latency_ms is not None and health.latency_p99_ms is not None
+        assert health.last_heartbeat_at is not None
+        service.on_connection_state_change(states)
         server.go_silent(True)
         silent_at = time.monotonic()
         states.wait_state(ConnectionState.RECONNECTING, timeout=5)
@@ -186,9 +191,8 @@ def test_silent_backend_detected_within_interval_plus_timeout(server: Backend) -
         error = next(e for s, e in states.items if s is ConnectionState.RECONNECTING)
         assert isinstance(error, MagkTimeoutError)
         server.go_silent(False)
-        states.wait_state(ConnectionState.CONNECTED)
-        health = service.get_connection_health()
-        assert health.latency_ms is not None and health.latency_p99_ms is not None
+        server.publish({"type": "node_log", "data": {"back": True}})
+        assert service.wait_for("node_log", timeout=10).data == {"back": True}
 
 
 def test_auth_failure_one_attempt_no_retries() -> None:
@@ -410,14 +414,18 @@ def test_lifecycle_misuse_is_idempotent(server: Backend) -> None:
 
 def test_close_codes_reconnect_policy(server: Backend) -> None:
     states = StateRecorder()
-    with make_service(server) as service:
-        service.on_connection_state_change(states)
-        for code in (1000, 1001, 1011):
+    service = make_service(server)
+    service.on_connection_state_change(states)
+    with service:
+        for k, code in enumerate((1000, 1001, 1011), start=1):
+            states.wait_state(ConnectionState.CONNECTED, count=k)
+            server.wait_for_connections(1)
             server.close_connections(code)
-            states.wait_state(ConnectionState.RECONNECTING, count=1)
-            states.wait_state(ConnectionState.CONNECTED, count=1)
-            states.clear()
-        assert service.get_connection_health().total_reconnects >= 3
+            states.wait_state(ConnectionState.RECONNECTING, count=k)
+        states.wait_state(ConnectionState.CONNECTED, count=4)
+        errors = [e for s, e in states.items if s is ConnectionState.RECONNECTING]
+        assert [getattr(e, "close_code", None) for e in errors] == [1000, 1001, 1011]
+        assert service.get_connection_health().total_reconnects == 3
 
 
 @pytest.mark.parametrize(
@@ -475,6 +483,7 @@ def test_plaintext_credentials_to_remote_host_refused_before_any_socket() -> Non
 
 
 def test_resume_after_drop_delivers_each_event_once_in_order(server: Backend) -> None:
+    server.pace = 0.002
     server.add_workflow("resume", [f"n{i}" for i in range(20)], progress_steps=5)
     got: Recorder[RealtimeMessage] = Recorder()
     with make_service(server) as service:

@@ -76,7 +76,7 @@ class Recorder(Generic[T]):
 class StateRecorder(Recorder[Tuple[Any, Optional[BaseException]]]):
     """A recorder for ``on_connection_state_change``: called as ``listener(state, error)``."""
 
-    def __call__(self, state: Any, error: Optional[BaseException] = None) -> None:  # type: ignore[override]
+    def __call__(self, state: Any, error: Optional[BaseException] = None) -> None:
         super().__call__((state, error))
 
     def states(self) -> List[Any]:

@@ -52,6 +52,13 @@ class ReplayLog:
         """The id the next event gets when it has none of its own."""
         return f"{EVENT_ID_PREFIX}{self._next_seq}"
 
+    @property
+    def position(self) -> str:
+        """The id to resume from to get every event logged from now on (``e-0``: before the first)."""
+        if self._entries:
+            return self._entries[-1].id
+        return f"{EVENT_ID_PREFIX}{self._next_seq - 1}"
+
     def append(self, event_id: str, message: Dict[str, Any], text: str) -> LoggedEvent:
         seq = self._next_seq
         self._next_seq += 1
