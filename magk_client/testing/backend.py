@@ -1402,7 +1402,17 @@ class Backend:
                 )
         if self.send_ack:
             self._send_control(
-                conn, self._control("subscription_ack", {"connectionId": conn.id, "replayed": len(replay)})
+                conn,
+                self._control(
+                    "subscription_ack",
+                    {
+                        "connectionId": conn.id,
+                        "replayed": len(replay),
+                        # the stream position at attach time ("e-0": before the first event), so a client
+                        # that has not received an event yet can still resume without a gap
+                        "lastEventId": self._log.position,
+                    },
+                ),
             )
         if not self._silent:
             websocket = conn.transport == "websocket"
