@@ -215,6 +215,10 @@ class RawServer:
 
     def close(self) -> None:
         self.release.set()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes a pending accept() on Linux
+        except OSError:
+            pass
         self.listener.close()
         self.thread.join(WAIT)
 
@@ -889,3 +893,110 @@ def test_backend_refuses_a_bad_token(backend, transports) -> None:
     t = transports(backend.websocket_url, headers={"Authorization": "Bearer wrong"})
     exc = fails(AuthError, t.open)
     assert exc.status in (401, 403)
+
+
+# ---------------------------------------------------------------------------------------------
+# through the fault proxy (FAULTS rows 1, 2, 3, 5, 8, 9)
+
+
+@pytest.fixture
+def proxied(servers) -> Iterator[Callable[..., Tuple[RawServer, Any]]]:
+    from magk_client.testing.proxy import FaultProxy
+
+    made: List[Any] = []
+
+    def make(script: Optional[Script] = None, **kw: Any) -> Tuple[RawServer, Any]:
+        server = servers(script, **kw)
+        proxy = FaultProxy("127.0.0.1", server.port)
+        made.append(proxy)
+        return server, proxy
+
+    yield make
+    for proxy in made:
+        proxy.close()
+
+
+def test_proxy_one_byte_slices(proxied, transports) -> None:
+    msgs = [json.dumps({"id": f"e-{i}", "v": "ü" * (i % 7)}) for i in range(200)]
+    server, proxy = proxied(lambda peer: peer.send(b"".join(text(m) for m in msgs)))
+    proxy.set_slice(1)
+    t = transports(proxy.url(server.url()))
+    t.open()
+    got, _ = receive_n(t, len(msgs))
+    assert got == msgs
+
+
+def test_proxy_cut_mid_frame_delivers_only_whole_messages(proxied, transports) -> None:
+    go = threading.Event()
+    frames = [text(f"message-{i}-" + "x" * 40) for i in range(10)]
+
+    def script(peer: Peer) -> None:
+        go.wait(WAIT)
+        peer.send(b"".join(frames))
+        server.release.wait(WAIT)
+
+    server, proxy = proxied(script)
+    t = transports(proxy.url(server.url()))
+    t.open()
+    proxy.limit_data(sum(len(f) for f in frames[:3]) + 5)  # cut 5 bytes into the 4th frame
+    go.set()
+    got: List[Any] = []
+    with pytest.raises(NetworkError) as info:
+        while True:
+            got.extend(t.receive())
+    no_secret(info.value)
+    assert info.value.close_code == 1006
+    assert got == [f"message-{i}-" + "x" * 40 for i in range(3)]
+
+
+def test_proxy_reset_is_a_network_error(proxied, transports) -> None:
+    server, proxy = proxied(lambda peer: server.release.wait(WAIT))
+    t = transports(proxy.url(server.url()))
+    t.open()
+    assert proxy.wait_for_connections(1, timeout=WAIT)
+    done, box = in_thread(t.receive)
+    proxy.reset_peer()
+    assert done.wait(WAIT)
+    assert isinstance(box.get("error"), NetworkError)
+    assert not box["error"].terminal
+
+
+def test_proxy_blackhole_then_close_unblocks_receive(proxied, transports) -> None:
+    server, proxy = proxied(lambda peer: server.release.wait(WAIT))
+    t = transports(proxy.url(server.url()))
+    t.open()
+    proxy.blackhole(True)
+    done, box = in_thread(t.receive)
+    assert not done.wait(0.2)  # silent: receive() stays blocked (the service's heartbeat notices)
+    closed_at = time.monotonic()
+    t.close()
+    assert done.wait(WAIT)
+    assert box["at"] - closed_at < 0.5
+    assert isinstance(box.get("error"), TransportClosed)
+
+
+def test_proxy_stop_reading_bounds_a_10mb_send(proxied, transports) -> None:
+    server, proxy = proxied(lambda peer: server.release.wait(WAIT))
+    t = transports(proxy.url(server.url()), send_timeout=0.5)
+    t.open()
+    proxy.stop_reading(True)
+    start = time.monotonic()
+    fails(MagkTimeoutError, lambda: t.send("y" * (10 * 1024 * 1024)))
+    assert time.monotonic() - start <= 0.5 + 0.3
+
+
+def test_proxy_hang_accept_times_out_within_connect_timeout(proxied, transports) -> None:
+    server, proxy = proxied(lambda peer: None)
+    proxy.hang_accept(True)
+    t = transports(proxy.url(server.url()), connect_timeout=0.4)
+    start = time.monotonic()
+    fails(MagkTimeoutError, t.open)
+    assert time.monotonic() - start <= 0.4 + 0.2
+
+
+def test_proxy_refuse_is_a_network_error(proxied, transports) -> None:
+    server, proxy = proxied(lambda peer: None)
+    proxy.refuse(True)
+    t = transports(proxy.url(server.url()))
+    exc = fails(NetworkError, t.open)
+    assert "refused" in str(exc)
