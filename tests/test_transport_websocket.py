@@ -1000,3 +1000,43 @@ def test_proxy_refuse_is_a_network_error(proxied, transports) -> None:
     t = transports(proxy.url(server.url()))
     exc = fails(NetworkError, t.open)
     assert "refused" in str(exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# small pure pieces and argument checks
+
+
+def test_retry_after_forms() -> None:
+    import email.utils
+
+    from magk_client.transports.websocket import _retry_after
+
+    assert _retry_after({"retry-after": "3"}) == 3.0
+    assert _retry_after({"retry-after": "-5"}) == 0.0
+    assert _retry_after({"retry-after": "soon"}) is None
+    assert _retry_after({"retry-after": "nan"}) is None
+    assert _retry_after({}) is None
+    when = email.utils.formatdate(time.time() + 120, usegmt=True)
+    assert 100 < (_retry_after({"retry-after": when}) or 0) <= 121
+
+
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        ("ftp://127.0.0.1/ws", {}),
+        ("ws://127.0.0.1:99999/ws", {}),
+        ("ws://127.0.0.1:9/ws", {"X-Bad": "a\r\nInjected: 1"}),
+    ],
+)
+def test_bad_url_or_header_is_a_terminal_error(transports, url, headers) -> None:
+    t = transports(url, headers=headers)
+    exc = fails(ProtocolError, t.open)
+    assert exc.terminal
+    assert t.closed
+
+
+def test_http_urls_are_mapped_to_ws(servers, transports) -> None:
+    server = servers(lambda peer: peer.send(text("mapped")))
+    t = transports(f"http://127.0.0.1:{server.port}/ws/realtime")
+    t.open()
+    assert t.receive() == ["mapped"]

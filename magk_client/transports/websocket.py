@@ -278,29 +278,11 @@ class WebSocketTransport(Transport):
                 raise TransportClosed("a WebSocketTransport can be opened only once")
             self._opened = True
         deadline = time.monotonic() + float(self.options.connect_timeout)
-        parts = urlsplit(self._url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("ws", "wss") or not parts.hostname:
-            raise ProtocolError(f"not a WebSocket URL: {self._where}", terminal=True)
-        host = parts.hostname
-        try:
-            port = parts.port or (443 if scheme == "wss" else 80)
-        except ValueError:
-            raise ProtocolError(f"bad port in WebSocket URL: {self._where}", terminal=True) from None
-        headers = [f"{k}: {v}" for k, v in self.options.headers.items()]
-        if last_event_id:
-            if any(c in last_event_id for c in "\r\n\0"):
-                logger.warning("not sending a Last-Event-ID containing a line break or NUL")
-            else:
-                headers.append(f"Last-Event-ID: {last_event_id}")
-        if any(c in h for h in headers for c in "\r\n\0"):
-            raise ProtocolError("a handshake header contains a line break or NUL", terminal=True)
-
         logger.debug("connecting to %s", self._where)
         with self._state_lock:
             self._users += 1  # open() itself uses the socket until it returns
         try:
-            self._open(scheme, host, port, headers, deadline)
+            self._open(last_event_id, deadline)
         except MagkConnectionError as exc:
             self._terminate(exc, None)
             raise (self._failure or exc) from None
@@ -328,7 +310,25 @@ class WebSocketTransport(Transport):
             )
         return remaining
 
-    def _open(self, scheme: str, host: str, port: int, headers: List[str], deadline: float) -> None:
+    def _open(self, last_event_id: Optional[str], deadline: float) -> None:
+        parts = urlsplit(self._url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("ws", "wss") or not parts.hostname:
+            raise ProtocolError(f"not a WebSocket URL: {self._where}", terminal=True)
+        host = parts.hostname
+        try:
+            port = parts.port or (443 if scheme == "wss" else 80)
+        except ValueError:
+            raise ProtocolError(f"bad port in WebSocket URL: {self._where}", terminal=True) from None
+        headers = [f"{k}: {v}" for k, v in self.options.headers.items()]
+        if last_event_id:
+            if any(c in last_event_id for c in "\r\n\0"):
+                logger.warning("not sending a Last-Event-ID containing a line break or NUL")
+            else:
+                headers.append(f"Last-Event-ID: {last_event_id}")
+        if any(c in h for h in headers for c in "\r\n\0"):
+            raise ProtocolError("a handshake header contains a line break or NUL", terminal=True)
+
         # TCP
         infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         last_error: Optional[BaseException] = None
