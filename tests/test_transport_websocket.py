@@ -1040,3 +1040,30 @@ def test_http_urls_are_mapped_to_ws(servers, transports) -> None:
     t = transports(f"http://127.0.0.1:{server.port}/ws/realtime")
     t.open()
     assert t.receive() == ["mapped"]
+
+
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_memory_of_a_message_at_the_limit_stays_near_twice_the_limit(servers, transports, fragmented) -> None:
+    import tracemalloc
+
+    limit = 4 * 1024 * 1024
+    payload = b"m" * limit
+    if fragmented:
+        step = limit // 8
+        parts = [payload[i : i + step] for i in range(0, limit, step)]
+        data = b"".join(frame(OP_TEXT if i == 0 else OP_CONT, p, fin=i == len(parts) - 1) for i, p in enumerate(parts))
+    else:
+        data = frame(OP_TEXT, payload)
+    go = threading.Event()
+    server = servers(lambda peer: (go.wait(WAIT), peer.send(data)))
+    t = transports(server.url(), max_message_size=limit)
+    t.open()
+    tracemalloc.start()
+    try:
+        go.set()
+        got = t.receive()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(got) == 1 and len(got[0]) == limit
+    assert peak <= 2.2 * limit, peak / limit
