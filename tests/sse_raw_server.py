@@ -151,9 +151,10 @@ class RawServer:
     def close(self) -> None:
         self._stop.set()
         try:
-            self.listener.close()
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
         except OSError:
             pass
+        self.listener.close()
         with self._cond:
             socks = list(self._socks)
         for s in socks:
