@@ -27,19 +27,22 @@ directly (any chunking of the same bytes gives the same events).
 from __future__ import annotations
 
 import codecs
-from typing import Iterator, List, Optional
+from typing import Any, Iterator, List, Optional, Tuple
 
 from sseclient import SSEClient
 
 from ..errors import MessageTooLargeError
 from .base import SSEEvent
 
-__all__ = ["SSEDecoder", "DEFAULT_MAX_EVENT_SIZE", "EVENT_SIZE_SLACK"]
+__all__ = ["SSEDecoder", "DEFAULT_MAX_EVENT_SIZE", "DEFAULT_QUADRATIC_BUDGET", "EVENT_SIZE_SLACK"]
 
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
 #: bytes allowed on top of ``max_event_size`` for field names, ``id:`` and ``event:``
 #: lines, so a data payload of exactly the limit still fits.
 EVENT_SIZE_SLACK = 4096
+#: lines x bytes of one block above which sseclient-py's per-line accumulation
+#: (quadratic) is avoided; about 20 ms of copying.
+DEFAULT_QUADRATIC_BUDGET = 1 << 26
 #: ``retry:`` values with more digits than this are clamped (int() of a huge digit
 #: string is slow, and over 4300 digits raises on Python 3.11+).
 _MAX_RETRY_DIGITS = 12
@@ -69,8 +72,11 @@ class SSEDecoder:
         *,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         last_event_id: Optional[str] = None,
+        quadratic_budget: int = DEFAULT_QUADRATIC_BUDGET,
     ) -> None:
         self.max_event_size = max_event_size
+        #: a data block whose lines x bytes exceed this is assembled without sseclient-py
+        self.quadratic_budget = quadratic_budget
         self._limit = max_event_size + EVENT_SIZE_SLACK
         self.last_event_id: Optional[str] = last_event_id or None
         self.retry_ms: Optional[int] = None
@@ -187,14 +193,20 @@ class SSEDecoder:
     def _parse(self, complete: bytes) -> List[SSEEvent]:
         """Parse whole events (``complete`` ends with a blank line).
 
-        sseclient-py yields one event per block that has a ``data`` field; the scan
-        below walks the same blocks in the same order, applies ``id``/``retry`` per
-        the standard, and pairs each data-bearing block with sseclient-py's event.
+        A first pass walks the blocks in stream order and applies ``id``/``retry``
+        per the standard, noting which blocks carry ``data`` (sseclient-py yields
+        exactly one event per such block, and none for the others). sseclient-py
+        then parses the fields of those blocks and each event is paired with its
+        block. sseclient-py accumulates a block line by line in O(lines x bytes), so
+        a block past ``quadratic_budget`` is assembled here instead (a 16 MiB event
+        of short lines would otherwise hold the reader thread for minutes).
         """
-        parsed: Iterator[object] = SSEClient(iter((complete,))).events()
-        out: List[SSEEvent] = []
         limit = self._limit
+        budget = self.quadratic_budget
         last_id = self.last_event_id
+        # (block, has_data, is_big, id after the block, id field seen)
+        plan: List[Tuple[bytes, bool, bool, Optional[str], bool]] = []
+        any_big = False
         for block in complete.split(b"\n\n"):
             if not block:
                 continue
@@ -203,7 +215,8 @@ class SSEDecoder:
                 break
             has_data = False
             id_seen = False
-            for line in block.split(b"\n"):
+            lines = block.split(b"\n")
+            for line in lines:
                 first = line[:1]
                 if first == b"d":
                     if line[:5] == b"data:" or line == b"data":
@@ -222,10 +235,43 @@ class SSEDecoder:
                         value = value[1:]
                     if value.isdigit():  # S5: ASCII digits only (bytes.isdigit is ASCII)
                         self.retry_ms = int(value) if len(value) <= _MAX_RETRY_DIGITS else _MAX_RETRY_MS
-            if has_data:
+            big = has_data and len(lines) * len(block) > budget
+            any_big = any_big or big
+            plan.append((block, has_data, big, last_id, id_seen))
+
+        if any_big:
+            small = [b for b, has_data, big, _, _ in plan if has_data and not big]
+            source = b"\n\n".join(small) + b"\n\n" if small else b""
+        else:
+            source = complete
+        parsed: Iterator[Any] = SSEClient(iter((source,))).events()
+
+        out: List[SSEEvent] = []
+        for block, has_data, big, block_id, id_seen in plan:
+            if big:
+                data, event = _assemble(block)
+                out.append(SSEEvent(data, event, block_id))
+            elif has_data:
                 ev = next(parsed)
-                out.append(SSEEvent(ev.data, ev.event, last_id))  # type: ignore[attr-defined]
-            elif id_seen and last_id != self.last_event_id:
-                out.append(SSEEvent("", "message", last_id, dispatch=False))
-            self.last_event_id = last_id
+                out.append(SSEEvent(ev.data, ev.event, block_id))
+            elif id_seen and block_id != self.last_event_id:
+                out.append(SSEEvent("", "message", block_id, dispatch=False))
+            self.last_event_id = block_id
         return out
+
+
+def _assemble(block: bytes) -> Tuple[str, str]:
+    """``data`` and event type of one block, in linear time (same rules as sseclient-py)."""
+    parts: List[bytes] = []
+    etype = b""
+    for line in block.split(b"\n"):
+        if not line or line[:1] == b":":
+            continue
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            parts.append(value)
+        elif name == b"event":
+            etype = value
+    return b"\n".join(parts).decode("utf-8"), etype.decode("utf-8") or "message"
