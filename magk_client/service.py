@@ -646,8 +646,10 @@ class RealtimeService:
 
     # ------------------------------------------------------------------ state (lock held)
 
-    def _set_state_locked(self, state: ConnectionState, error: Optional[BaseException]) -> None:
-        if state is self._state and error is None:
+    def _set_state_locked(
+        self, state: ConnectionState, error: Optional[BaseException], *, force: bool = False
+    ) -> None:
+        if state is self._state and error is None and not force:
             return
         self._state = state
         self._changed.notify_all()
@@ -891,7 +893,7 @@ class RealtimeService:
             self._conn = new
             self._heartbeat.start(now)
             self._tracker.on_connected(now)
-            self._set_state_locked(ConnectionState.CONNECTED, None)
+            self._set_state_locked(ConnectionState.CONNECTED, None, force=True)  # a switch is an event
         reader = threading.Thread(
             target=self._run_reader, args=(new,), name=f"magk-reader-{self._number}-{new.number}", daemon=True
         )
