@@ -416,7 +416,7 @@ class SSETransport(Transport):
             if self._decoder.retry_ms is not None:
                 self.retry_ms = self._decoder.retry_ms
             if events:
-                return list(events)
+                return events  # type: ignore[return-value]
 
     def _end_read(self) -> None:
         with self._lock:

@@ -52,6 +52,26 @@ _LF = 0x0A
 _COLON = 0x3A
 
 
+class _BlockParser(SSEClient):
+    """sseclient-py's field parser (``events()``) fed whole blocks.
+
+    The framing is done here (blocks are split at blank lines after normalisation), so
+    sseclient-py's own framing loop (``_read``: per-line concatenation, and the CRLF
+    and end-of-stream mistakes) is bypassed. Should a future sseclient-py drop the
+    ``_read`` hook, its own framing is used: blocks joined by blank lines frame the same.
+    """
+
+    def __init__(self, blocks: List[bytes]) -> None:
+        self._blocks = blocks
+        super().__init__(iter((b"\n\n".join(blocks) + b"\n\n",)) if not _HAS_READ_HOOK else iter(()))
+
+    def _read(self) -> Iterator[bytes]:
+        return iter(self._blocks)
+
+
+_HAS_READ_HOOK = callable(getattr(SSEClient, "_read", None))
+
+
 class SSEDecoder:
     """Incremental WHATWG event-stream decoder (bytes in, :class:`SSEEvent` out).
 
@@ -201,6 +221,9 @@ class SSEDecoder:
         a block past ``quadratic_budget`` is assembled here instead (a 16 MiB event
         of short lines would otherwise hold the reader thread for minutes).
         """
+        fast = self._parse_fast(complete)
+        if fast is not None:
+            return fast
         limit = self._limit
         budget = self.quadratic_budget
         last_id = self.last_event_id
@@ -257,6 +280,34 @@ class SSEDecoder:
             elif id_seen and block_id != self.last_event_id:
                 out.append(SSEEvent("", "message", block_id, dispatch=False))
             self.last_event_id = block_id
+        return out
+
+    def _parse_fast(self, complete: bytes) -> Optional[List[SSEEvent]]:
+        """The common batch, with no line-by-line scan here: every ``id`` line sits in a
+        block with data (sseclient-py then reports the block's last id value), no NUL,
+        no ``retry``, nothing near the limits. None when any of that does not hold."""
+        if b"\x00" in complete or b"retry" in complete:
+            return None
+        blocks = complete.split(b"\n\n")
+        longest = max(map(len, blocks))
+        if longest > self._limit or complete.count(b"\n") * longest > self.quadratic_budget:
+            return None
+        id_lines = complete.count(b"\nid:") + complete.count(b"\nid\n")
+        if complete[:3] in (b"id:", b"id\n"):
+            id_lines += 1
+        last_id = self.last_event_id
+        out: List[SSEEvent] = []
+        with_id = 0
+        for ev in _BlockParser(blocks).events():
+            if ev.id is not None:
+                with_id += 1
+                last_id = ev.id or None
+            out.append(SSEEvent(ev.data, ev.event, last_id))
+        # Each block's id lines are counted at least once; equality means no id line
+        # sat in a block without data (an id-only block, reported by the full path).
+        if with_id != id_lines:
+            return None
+        self.last_event_id = last_id
         return out
 
 
