@@ -725,3 +725,13 @@ def test_backend_scripted_close_delimited_stream(backend: Any, transports: Any) 
         while True:
             items += t.receive()
     assert [(e.data, e.id) for e in items] == [("{}", "s-1"), ('{"a": 1}', "s-1")]
+
+
+def test_error_reply_with_an_open_ended_body_does_not_hang_open(servers: Any, transports: Any) -> None:
+    # A refused answer whose close-delimited body never ends: open() must not wait on it.
+    srv = serve(servers, sse([b"still going"], status=200, content_type="text/html", finish="hold"))
+    t = make(transports, srv.url(), read_timeout=None)
+    start = time.monotonic()
+    with pytest.raises(ProtocolError):
+        t.open()
+    assert time.monotonic() - start < 2.0

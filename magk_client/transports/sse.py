@@ -92,9 +92,7 @@ class _ContextAdapter(requests.adapters.HTTPAdapter):
         self._ssl_context = ssl_context
         super().__init__(max_retries=0)
 
-    def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-    ) -> None:
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
         pool_kwargs["ssl_context"] = self._ssl_context
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
 
@@ -294,9 +292,7 @@ class SSETransport(Transport):
                 terminal=True,
             )
         if status == 204:
-            return TransportClosed(
-                f"{what} answered 204 No Content: do not reconnect", status=204, terminal=True
-            )
+            return TransportClosed(f"{what} answered 204 No Content: do not reconnect", status=204, terminal=True)
         if 300 <= status < 400:
             return ProtocolError(
                 f"{what} answered with redirect {status}; redirect refused (credentials stay on this host)",
@@ -310,11 +306,15 @@ class SSETransport(Transport):
         return err
 
     @staticmethod
-    def _discard(resp: requests.Response) -> None:
-        try:
-            resp.raw.read(_MAX_ERROR_BODY, decode_content=False)
-        except BaseException:  # noqa: BLE001 - best effort only
-            pass
+    def _discard(resp: requests.Response, drain: bool = False) -> None:
+        """Close a response. With ``drain``, first read a small body whose length is
+        announced, so its connection can be reused; never wait on an open-ended body."""
+        length = resp.headers.get("Content-Length", "")
+        if drain and length.isdigit() and int(length) <= _MAX_ERROR_BODY:
+            try:
+                resp.raw.read(int(length), decode_content=False)
+            except BaseException:  # noqa: BLE001 - best effort only
+                pass
         try:
             resp.close()
         except BaseException:  # noqa: BLE001
@@ -390,9 +390,7 @@ class SSETransport(Transport):
             with self._lock:
                 raw = self._raw
                 if raw is None or self._closed.is_set():
-                    raise TransportClosed(
-                        "SSE transport is not open" if raw is None else "SSE transport closed"
-                    )
+                    raise TransportClosed("SSE transport is not open" if raw is None else "SSE transport closed")
                 self._reading = True
             try:
                 chunk = raw.read1(READ_SIZE, decode_content=True)
@@ -440,13 +438,9 @@ class SSETransport(Transport):
             return exc
         for e in _chain(exc):
             if isinstance(e, (urllib3.exceptions.ReadTimeoutError, socket.timeout)):
-                return MagkTimeoutError(
-                    f"SSE stream from {where} was silent for {self.options.read_timeout} s"
-                )
+                return MagkTimeoutError(f"SSE stream from {where} was silent for {self.options.read_timeout} s")
         if _cert_verify_failed(exc):
-            return NetworkError(
-                f"SSE stream from {where}: TLS certificate verification failed", terminal=True
-            )
+            return NetworkError(f"SSE stream from {where}: TLS certificate verification failed", terminal=True)
         if isinstance(exc, (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)):
             return NetworkError(f"SSE stream from {where} was cut off: {self._scrub(_reason(exc))}")
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -458,9 +452,7 @@ class SSETransport(Transport):
     def send(self, text: str) -> None:
         url = self.options.messages_url
         if not url:
-            raise ProtocolError(
-                "cannot send over SSE: no messages_url configured (POST /messages)", terminal=True
-            )
+            raise ProtocolError("cannot send over SSE: no messages_url configured (POST /messages)", terminal=True)
         if self._closed.is_set():
             raise TransportClosed("SSE transport closed; message not sent")
         where = self._where(url)
@@ -488,7 +480,7 @@ class SSETransport(Transport):
                     err = MagkTimeoutError(f"POST to {where} timed out ({self.options.send_timeout} s)")
                 raise err from None
             status = resp.status_code
-            self._discard(resp)
+            self._discard(resp, drain=True)
         if 200 <= status < 300:
             return
         if 300 <= status < 400:
@@ -497,9 +489,7 @@ class SSETransport(Transport):
                 status=status,
                 terminal=True,
             )
-        raise classify_http_status(
-            status, f"POST to {where}", _parse_retry_after(resp.headers.get("Retry-After"))
-        )
+        raise classify_http_status(status, f"POST to {where}", _parse_retry_after(resp.headers.get("Retry-After")))
 
     # -- close ------------------------------------------------------------------------
 
