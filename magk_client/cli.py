@@ -113,14 +113,74 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nodes", type=int, default=6, help="nodes in the demo workflow (default 6)")
+    parser.add_argument("--pace", type=float, default=0.04, help="seconds between engine events (default 0.04)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(sys.stdout, nodes=args.nodes, pace=args.pace, timeout=args.timeout)
+
+
+def _listen_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base_url", help="backend base URL, e.g. http://localhost:8000")
+    parser.add_argument("--transport", choices=("websocket", "eventsource"), default="websocket")
+    parser.add_argument("--token", default=None, help="bearer token (or set MAGK_TOKEN)")
+    parser.add_argument("--api-key", default=None, help="API key (or set MAGK_API_KEY)")
+    parser.add_argument("--workflow", default=None, help="only events of this workflow")
+    parser.add_argument("--count", type=int, default=None, help="stop after this many events")
+
+
+def _listen(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from .config import RealtimeAdapterConfig
+    from .errors import MagkError
+    from .service import RealtimeService
+
+    urls = RealtimeAdapterConfig(backend_base_url=args.base_url)
+    service = RealtimeService(
+        websocket_url=urls.websocket_url,
+        event_source_url=urls.event_source_url,
+        preferred_type=args.transport,
+        auth_token=args.token or os.environ.get("MAGK_TOKEN"),
+        api_key=args.api_key or os.environ.get("MAGK_API_KEY"),
+    )
+    seen = 0
+    try:
+        with service, service.messages(None, workflow_id=args.workflow) as stream:
+            for message in stream:
+                print(json.dumps(message.to_dict(), default=str), flush=True)
+                seen += 1
+                if args.count is not None and seen >= args.count:
+                    break
+    except KeyboardInterrupt:
+        pass
+    except MagkError as exc:
+        print(f"magk-client: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 #: name -> (help, add_arguments, run)
 SUBCOMMANDS: Dict[str, Tuple[str, AddArguments, Run]] = {
+    "demo": (
+        "run a workflow against an embedded backend, with faults, and check every event arrived once",
+        _demo_arguments,
+        _demo,
+    ),
     "serve": ("run the reference MAGK backend (WebSocket, SSE, commands, health)", _serve_arguments, _serve),
+    "listen": ("connect to a backend and print its events as JSON lines", _listen_arguments, _listen),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="magk-client", description="MAGK real-time client tools")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add_arguments, _run) in SUBCOMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
@@ -130,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import logging
+
+    # The CLI shows connection problems itself; library warnings only with -v.
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.ERROR,
+        format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s",
+    )
     if args.command is None:
         parser.print_help()
         return 2
