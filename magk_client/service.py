@@ -26,12 +26,14 @@ and is never held while user code, a transport call or a join runs.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import queue
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import (
     Any,
@@ -263,6 +265,9 @@ class RealtimeService:
         self._last_message_at: Optional[float] = None
         self._errors: List[str] = []
         self._next_preferred_try = 0.0
+        self._handles = _Handles()
+        weakref.finalize(self, _release, self._handles)
+        _live_services.add(self)
 
     def _build_policies(self) -> None:
         cfg = self._config
@@ -356,15 +361,16 @@ class RealtimeService:
         if self._dispatcher is None or not self._dispatcher.is_alive():
             self._dispatch_q = queue.SimpleQueue()
             self._dispatcher = threading.Thread(
-                target=self._run_dispatcher,
-                args=(self._dispatch_q,),
+                target=_dispatcher_main,
+                args=(weakref.ref(self), self._dispatch_q),
                 name=f"magk-dispatcher-{self._number}",
                 daemon=True,
             )
             self._dispatcher.start()
+        self._handles.stop, self._handles.wake, self._handles.queue = self._stop, self._wake, self._dispatch_q
         self._supervisor = threading.Thread(
-            target=self._run_supervisor,
-            args=(self._stop, self._wake),
+            target=_supervisor_main,
+            args=(weakref.ref(self), self._stop, self._wake),
             name=f"magk-supervisor-{self._number}",
             daemon=True,
         )
@@ -668,26 +674,26 @@ class RealtimeService:
 
     # ------------------------------------------------------------------ supervisor
 
-    def _run_supervisor(self, stop: threading.Event, wake: threading.Event) -> None:
-        """Supervisor thread: the retry loop and heartbeat timer of one session."""
+    def _supervise_step(self, stop: threading.Event) -> Optional[float]:
+        """One turn of the supervisor: attempt or watch. Returns how long to wait before
+        the next turn (woken early by ``wake``), or None to end the session."""
         try:
-            while not stop.is_set():
-                conn = self._conn
-                if conn is None:
-                    if not self._attempt(stop, wake):
-                        break
-                elif not self._watch(conn, stop, wake):
-                    break
+            conn = self._conn
+            if conn is None:
+                return self._attempt(stop)
+            return self._watch(conn, stop)
         except Exception:
             logger.exception("supervisor failed")
             with self._lock:
                 self._session_error = MagkError("internal error in the supervisor thread")
                 self._set_state_locked(ConnectionState.ERROR, self._session_error)
-        finally:
-            self._teardown_connection(self._conn)
-            with self._lock:
-                self._opening = None
-                self._changed.notify_all()
+            return None
+
+    def _supervisor_done(self) -> None:
+        self._teardown_connection(self._conn)
+        with self._lock:
+            self._opening = None
+            self._changed.notify_all()
 
     def _make_transport(self, ctype: ConnectionType) -> Transport:
         cfg = self._config
@@ -707,13 +713,17 @@ class RealtimeService:
             read_timeout=heartbeat / 1000.0 if cfg.enable_heartbeat else None,
             messages_url=_messages_url(cfg),
         )
+        transport: Transport
         if ctype is ConnectionType.WEBSOCKET:
             from .transports.websocket import WebSocketTransport
 
-            return WebSocketTransport(options)
-        from .transports.sse import SSETransport
+            transport = WebSocketTransport(options)
+        else:
+            from .transports.sse import SSETransport
 
-        return SSETransport(options)
+            transport = SSETransport(options)
+        self._handles.transports.add(transport)
+        return transport
 
     def _other(self, ctype: ConnectionType) -> Optional[ConnectionType]:
         cfg = self._config
@@ -723,8 +733,8 @@ class RealtimeService:
             return ConnectionType.EVENTSOURCE if cfg.event_source_url else None
         return ConnectionType.WEBSOCKET if cfg.websocket_url else None
 
-    def _attempt(self, stop: threading.Event, wake: threading.Event) -> bool:
-        """Make one connection attempt (supervisor). False ends the session."""
+    def _attempt(self, stop: threading.Event) -> Optional[float]:
+        """Make one connection attempt (supervisor); the wait before the next turn, or None."""
         now = time.monotonic()
         with self._lock:
             if not self._breaker.allow(now):
@@ -736,16 +746,15 @@ class RealtimeService:
                 wait = -1.0
             ctype = self._ctype
         if wait >= 0:
-            wake.wait(wait)
-            wake.clear()
-            return True
+            return wait
         try:
             transport = self._make_transport(ctype)
         except ConfigError as exc:
-            return self._give_up(exc)
+            self._give_up(exc)
+            return None
         with self._lock:
             if stop.is_set():
-                return False
+                return None
             self._opening = transport
         try:
             transport.open(last_event_id=self._delivery.last_event_id or None)
@@ -753,13 +762,13 @@ class RealtimeService:
             with self._lock:
                 self._opening = None
             transport.close()
-            return self._after_failure(err, ctype, transport, connected=False, stop=stop, wake=wake)
+            return self._after_failure(err, ctype, transport, connected=False, stop=stop)
         now = time.monotonic()
         with self._lock:
             self._opening = None
             if stop.is_set():
                 transport.close()
-                return False
+                return None
             conn = _Connection(next(self._conn_numbers), transport, ctype, now)
             if self._session_connects:
                 self._total_reconnects += 1
@@ -772,17 +781,20 @@ class RealtimeService:
             if ctype is not self._config.preferred_type:
                 self._next_preferred_try = now + self._config.preferred_retry_interval_ms / 1000.0
             self._set_state_locked(ConnectionState.CONNECTED, None)
+        self._start_reader(conn)
+        logger.debug("connected over %s (connection %d)", ctype.value, conn.number)
+        self._flush_outbox(conn)
+        return 0.0
+
+    def _start_reader(self, conn: _Connection) -> None:
         reader = threading.Thread(
-            target=self._run_reader,
-            args=(conn,),
+            target=_reader_main,
+            args=(weakref.ref(self), conn),
             name=f"magk-reader-{self._number}-{conn.number}",
             daemon=True,
         )
         conn.reader = reader
         reader.start()
-        logger.debug("connected over %s (connection %d)", ctype.value, conn.number)
-        self._flush_outbox(conn)
-        return True
 
     def _flush_outbox(self, conn: _Connection) -> None:
         """Send the offline queue in order, then let sends go out directly (supervisor)."""
@@ -805,7 +817,7 @@ class RealtimeService:
                 with self._lock:
                     self._sent += 1
 
-    def _watch(self, conn: _Connection, stop: threading.Event, wake: threading.Event) -> bool:
+    def _watch(self, conn: _Connection, stop: threading.Event) -> Optional[float]:
         """Watch a live connection: heartbeat, preferred-transport retry (supervisor)."""
         cfg = self._config
         now = time.monotonic()
@@ -815,7 +827,7 @@ class RealtimeService:
         if error is None and retry_now:
             error = NetworkError("reconnect requested")
         if error is not None:
-            return self._on_dropped(conn, error, stop, wake)
+            return self._on_dropped(conn, error, stop)
         ping: Optional[str] = None
         with self._lock:
             hb = self._heartbeat
@@ -826,14 +838,14 @@ class RealtimeService:
                         self._fail_connection_locked(
                             conn, MagkTimeoutError("no pong within the heartbeat timeout: connection is dead")
                         )
-                        return True
+                        return 0.0
                     if hb.ping_due(now):
                         ping = hb.make_ping(now)
                 elif hb.is_silent(now, conn.transport.last_activity):
                     self._fail_connection_locked(
                         conn, MagkTimeoutError("nothing received within heartbeat interval + timeout")
                     )
-                    return True
+                    return 0.0
             deadline = hb.next_deadline(now) if cfg.enable_heartbeat else now + 3600.0
             switch_back = (
                 conn.ctype is not cfg.preferred_type
@@ -852,13 +864,11 @@ class RealtimeService:
             except MagkConnectionError as err:
                 with self._lock:
                     self._fail_connection_locked(conn, err)
-                return True
+                return 0.0
         if switch_back:
             self._try_switch_back(conn, stop)
-            return True
-        wake.wait(max(0.0, deadline - time.monotonic()))
-        wake.clear()
-        return True
+            return 0.0
+        return max(0.0, deadline - time.monotonic())
 
     def _try_switch_back(self, conn: _Connection, stop: threading.Event) -> None:
         """Probe the preferred transport; on success move to it, resuming (supervisor)."""
@@ -894,11 +904,7 @@ class RealtimeService:
             self._heartbeat.start(now)
             self._tracker.on_connected(now)
             self._set_state_locked(ConnectionState.CONNECTED, None, force=True)  # a switch is an event
-        reader = threading.Thread(
-            target=self._run_reader, args=(new,), name=f"magk-reader-{self._number}-{new.number}", daemon=True
-        )
-        new.reader = reader
-        reader.start()
+        self._start_reader(new)
         self._flush_outbox(new)
 
     def _teardown_connection(self, conn: Optional[_Connection]) -> None:
@@ -911,9 +917,7 @@ class RealtimeService:
             if reader.is_alive():
                 logger.warning("reader thread %s did not end", reader.name)
 
-    def _on_dropped(
-        self, conn: _Connection, error: MagkConnectionError, stop: threading.Event, wake: threading.Event
-    ) -> bool:
+    def _on_dropped(self, conn: _Connection, error: MagkConnectionError, stop: threading.Event) -> Optional[float]:
         self._teardown_connection(conn)
         now = time.monotonic()
         with self._lock:
@@ -922,11 +926,11 @@ class RealtimeService:
             self._connected_since = None
             self._tracker.on_disconnected(now)
         if stop.is_set():
-            return False
+            return None
         if isinstance(error, MessageTooLargeError):
             with self._lock:
                 self._oversized += 1
-        return self._after_failure(error, conn.ctype, conn.transport, connected=True, stop=stop, wake=wake)
+        return self._after_failure(error, conn.ctype, conn.transport, connected=True, stop=stop)
 
     def _after_failure(
         self,
@@ -936,8 +940,7 @@ class RealtimeService:
         *,
         connected: bool,
         stop: threading.Event,
-        wake: threading.Event,
-    ) -> bool:
+    ) -> Optional[float]:
         """Apply the recovery plan after a failed attempt or a lost connection (supervisor)."""
         now = time.monotonic()
         other = self._other(ctype)
@@ -949,7 +952,7 @@ class RealtimeService:
         )
         self._report(error, escalate=plan.escalate)
         if stop.is_set():
-            return False
+            return None
         refused_upgrade = (
             not connected and ctype is ConnectionType.WEBSOCKET and error.status in (400, 404, 405, 426, 501)
         )
@@ -964,12 +967,12 @@ class RealtimeService:
             if not plan.reconnect and not (switch and refused_upgrade):
                 self._session_error = error
                 self._set_state_locked(ConnectionState.ERROR, error)
-                return False
+                return None
             if self._tracker.exhausted:
                 self._session_error = error
                 self._set_state_locked(ConnectionState.ERROR, error)
                 logger.warning("giving up after %d attempts: %s", self._tracker.attempts, error)
-                return False
+                return None
             if switch and other is not None:
                 self._ctype = other
                 self._switches += 1
@@ -982,17 +985,13 @@ class RealtimeService:
                 delay, self._retry_now = 0.0, False
             self._set_state_locked(ConnectionState.RECONNECTING, error)
         logger.debug("reconnecting in %.3f s after %s", delay, type(error).__name__)
-        if delay > 0:
-            wake.wait(delay)
-            wake.clear()
-        return not stop.is_set()
+        return None if stop.is_set() else delay
 
-    def _give_up(self, error: MagkError) -> bool:
+    def _give_up(self, error: MagkError) -> None:
         self._report(error, escalate=False)
         with self._lock:
             self._session_error = error
             self._set_state_locked(ConnectionState.ERROR, error)
-        return False
 
     def _report(self, error: MagkError, *, escalate: bool) -> None:
         with self._lock:
@@ -1001,21 +1000,6 @@ class RealtimeService:
         self._dispatch_q.put(_Notice("error", None, error))
 
     # ------------------------------------------------------------------ reader
-
-    def _run_reader(self, conn: _Connection) -> None:
-        """Reader thread: receive, decode, answer pings, de-duplicate, hand over batches."""
-        transport = conn.transport
-        try:
-            while True:
-                items = transport.receive()
-                self._process(conn, items)
-        except MagkConnectionError as err:
-            error: MagkConnectionError = err
-        except Exception as exc:
-            logger.exception("reader failed")
-            error = MagkConnectionError(f"reader failed: {type(exc).__name__}")
-        with self._lock:
-            self._fail_connection_locked(conn, error)
 
     def _process(self, conn: _Connection, items: List[Inbound]) -> None:
         now = time.time()
@@ -1028,7 +1012,7 @@ class RealtimeService:
                     message = codec.decode(item, now, depth)
                 else:
                     assert isinstance(item, SSEEvent)
-                    if not getattr(item, "dispatch", True):
+                    if not item.dispatch:
                         delivery.set_last_event_id(item.id or None)
                         continue
                     decoded = codec.from_backend_message(item, self._transformers, now, depth)
@@ -1094,27 +1078,23 @@ class RealtimeService:
 
     # ------------------------------------------------------------------ dispatcher
 
-    def _run_dispatcher(self, q: queue.SimpleQueue[Any]) -> None:
-        """Dispatcher thread: deliver batches and notices in order, no lock held."""
+    def _dispatch(self, item: Any) -> None:
+        """Deliver one batch or notice (dispatcher thread, no lock held)."""
+        if type(item) is _Notice:
+            self._deliver_notice(item)
+            return
         router = self._router
-        while True:
-            item = q.get()
-            if item is _STOP:
-                return
-            if type(item) is _Notice:
-                self._deliver_notice(item)
+        for message in item:
+            if type(message) is _Notice:
+                self._deliver_notice(message)
                 continue
-            for message in item:
-                if type(message) is _Notice:
-                    self._deliver_notice(message)
-                    continue
-                subs = router.match(message)
-                if message.type in _CONTROL:
-                    subs = [s for s in subs if s.event_types is not None]
-                for sub in subs:
-                    self._call(sub, message)
-                self._delivered += 1
-            self._dispatched += len(item)
+            subs = router.match(message)
+            if message.type in _CONTROL:
+                subs = [s for s in subs if s.event_types is not None]
+            for sub in subs:
+                self._call(sub, message)
+            self._delivered += 1
+        self._dispatched += len(item)
 
     def _call(self, sub: Subscription, message: RealtimeMessage) -> None:
         try:
@@ -1155,3 +1135,99 @@ class RealtimeService:
             except Exception:
                 self._callback_errors += 1
                 logger.warning("listener raised", exc_info=True)
+
+
+# ---------------------------------------------------------------------- thread entry points
+#
+# Threads hold the service only through a weak reference between turns, so a service
+# dropped without disconnect() (a re-run notebook cell) can be garbage collected; its
+# finalizer then stops the threads and closes the sockets.
+
+
+def _supervisor_main(ref: weakref.ReferenceType[RealtimeService], stop: threading.Event, wake: threading.Event) -> None:
+    """Supervisor thread: the retry loop and heartbeat timer of one session."""
+    while not stop.is_set():
+        wake.clear()
+        service = ref()
+        if service is None:
+            return
+        wait = service._supervise_step(stop)
+        del service
+        if wait is None:
+            break
+        if wait > 0:
+            wake.wait(wait)
+    service = ref()
+    if service is not None:
+        service._supervisor_done()
+
+
+def _reader_main(ref: weakref.ReferenceType[RealtimeService], conn: _Connection) -> None:
+    """Reader thread: receive, decode, answer pings, de-duplicate, hand over batches."""
+    transport = conn.transport
+    try:
+        while True:
+            items = transport.receive()
+            service = ref()
+            if service is None:
+                transport.close()
+                return
+            service._process(conn, items)
+            del service
+    except MagkConnectionError as err:
+        error: MagkConnectionError = err
+    except Exception as exc:
+        logger.exception("reader failed")
+        error = MagkConnectionError(f"reader failed: {type(exc).__name__}")
+    service = ref()
+    if service is not None:
+        with service._lock:
+            service._fail_connection_locked(conn, error)
+
+
+def _dispatcher_main(ref: weakref.ReferenceType[RealtimeService], q: queue.SimpleQueue[Any]) -> None:
+    """Dispatcher thread: deliver batches and notices in order, no lock held."""
+    while True:
+        item = q.get()
+        if item is _STOP:
+            return
+        service = ref()
+        if service is None:
+            return
+        service._dispatch(item)
+        del service
+
+
+class _Handles:
+    """What the finalizer of a collected service must stop (holds no reference to it)."""
+
+    def __init__(self) -> None:
+        self.stop: Optional[threading.Event] = None
+        self.wake: Optional[threading.Event] = None
+        self.queue: Optional[queue.SimpleQueue[Any]] = None
+        self.transports: weakref.WeakSet[Transport] = weakref.WeakSet()
+
+
+def _release(handles: _Handles) -> None:
+    """Finalizer of a service that was dropped while running: stop its threads."""
+    if handles.stop is not None:
+        handles.stop.set()
+    if handles.wake is not None:
+        handles.wake.set()
+    for transport in list(handles.transports):
+        transport.close()
+    if handles.queue is not None:
+        handles.queue.put(_STOP)
+
+
+_live_services: weakref.WeakSet[RealtimeService] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    """At interpreter exit, disconnect what is still connected (close frames, no hang)."""
+    for service in list(_live_services):
+        try:
+            service.disconnect(timeout=1.0)
+        except Exception:
+            logger.debug("disconnect at exit failed", exc_info=True)
