@@ -345,9 +345,8 @@ class RealtimeService:
                 self._changed.wait(remaining if remaining is None else min(remaining, 1.0))
         if err is None:
             last = self._errors[-1] if self._errors else "no attempt finished"
-            self.disconnect()
-            raise MagkTimeoutError(f"could not connect within {timeout} s (last error: {last})")
-        self.disconnect()
+            err = MagkTimeoutError(f"could not connect within {timeout} s (last error: {last})")
+        self._shutdown(5.0, ConnectionState.ERROR, err)
         raise err
 
     def _start_session_locked(self) -> None:
@@ -381,8 +380,12 @@ class RealtimeService:
 
         Events already received are delivered first (for at most ``timeout``
         seconds). Safe from any thread; from inside a callback the dispatcher
-        thread ends as soon as that callback returns.
+        thread ends as soon as that callback returns. The state becomes
+        ``disconnected``; :meth:`connect` may be called again.
         """
+        self._shutdown(timeout, ConnectionState.DISCONNECTED, None)
+
+    def _shutdown(self, timeout: float, final: ConnectionState, error: Optional[MagkError]) -> None:
         current = threading.current_thread()
         with self._lock:
             supervisor, dispatcher = self._supervisor, self._dispatcher
@@ -402,9 +405,8 @@ class RealtimeService:
         with self._lock:
             if self._supervisor is supervisor:
                 self._supervisor = None
-            was = self._state
-            if was not in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED):
-                self._set_state_locked(ConnectionState.DISCONNECTED, None)
+            if self._state is not final and self._state is not ConnectionState.CLOSED:
+                self._set_state_locked(final, error)
             self._dispatcher = None
             self._dispatch_q.put(_STOP)
         if dispatcher is not None and dispatcher is not current:

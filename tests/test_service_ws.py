@@ -201,7 +201,7 @@ def test_auth_failure_one_attempt_no_retries() -> None:
         with pytest.raises(AuthError) as info:
             service.connect(timeout=5)
         assert "wrong-token" not in str(info.value)
-        assert service.state is ConnectionState.DISCONNECTED or service.state is ConnectionState.ERROR
+        assert service.state is ConnectionState.ERROR
         assert server.counters.get("ws_attempts", 0) == 1
         assert thread_names() == []
         assert "wrong-token" not in repr(service) and "wrong-token" not in repr(service.config)
