@@ -998,7 +998,14 @@ class RealtimeService:
     def _report(self, error: MagkError, *, escalate: bool) -> None:
         with self._lock:
             self._record_error_locked(error)
-        (logger.error if escalate else logger.warning)("%s: %s", type(error).__name__, error)
+        # Errors the service recovers from on its own are INFO; what needs the user is louder.
+        if escalate:
+            level = logging.ERROR
+        elif isinstance(error, MagkConnectionError) and not error.terminal:
+            level = logging.INFO
+        else:
+            level = logging.WARNING
+        logger.log(level, "%s: %s", type(error).__name__, error)
         self._dispatch_q.put(_Notice("error", None, error))
 
     # ------------------------------------------------------------------ reader
