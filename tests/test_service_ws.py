@@ -538,3 +538,75 @@ def test_dropped_service_is_collected_and_its_threads_end(server: Backend) -> No
     wait_threads_gone(10)  # joins them: each ends once its finalizer has run
     server.wait_for_disconnects(5)
     assert server.open_connections == {}
+
+
+def test_reconnect_resumes_and_update_config_applies(server: Backend) -> None:
+    states = StateRecorder()
+    got: Recorder[RealtimeMessage] = Recorder()
+    service = make_service(server)
+    service.on_connection_state_change(states)
+    service.subscribe("node_log", got)
+    with service:
+        server.publish({"type": "node_log", "data": {"n": 1}})
+        got.wait_count(1)
+        service.reconnect(timeout=5)
+        assert service.is_connected
+        server.wait_for_connections(2, total=True)
+        log = server.connections_log
+        assert log[-1]["last_event_id"] == got.items[0].id  # resumed where it was
+        cfg = service.update_config(maxQueueSize=3, heartbeat_interval_ms=1500)
+        assert cfg.max_queue_size == 3 and service.config.heartbeat_interval_ms == 1500
+        with pytest.raises(ConfigError):
+            service.update_config(heartbeat_interval_ms=-1)
+        assert service.config.heartbeat_interval_ms == 1500  # a bad update changes nothing
+        server.publish({"type": "node_log", "data": {"n": 2}})
+        got.wait_count(2)
+    assert [m.data["n"] for m in got.items] == [1, 2]
+
+
+def test_clear_queue_and_retention(server: Backend) -> None:
+    service = make_service(server, queue_retention_ms=1)
+    service.send_message({"type": "node_log", "data": {"old": True}})
+    threading.Event().wait(0.01)  # let the 1 ms retention pass (the condition is time itself)
+    service.send_message({"type": "node_log", "data": {"fresh": True}})
+    assert service.clear_queue() >= 1
+    assert service.get_connection_health().queue_size == 0
+    service.update_config(queue_retention_ms=60000)
+    service.send_message({"type": "node_log", "data": {"kept": True}})
+    with service:
+        received = server.wait_for_received(lambda m: m.message.get("data") == {"kept": True})
+    assert received and not any(m.message.get("data") == {"fresh": True} for m in server.received_messages)
+
+
+def test_custom_error_recovery_without_reconnect_stops_on_first_drop(server: Backend) -> None:
+    states = StateRecorder()
+    service = RealtimeService(
+        dict(FAST, websocket_url=server.websocket_url, event_source_url=server.event_source_url),
+        error_recovery={"networkErrors": ["notify_only"]},
+    )
+    service.on_connection_state_change(states)
+    errors: Recorder[Any] = Recorder()
+    service.on_error(errors)
+    with service:
+        server.drop_connections()
+        states.wait_state(ConnectionState.ERROR)
+        assert errors.wait_count(1)
+        # still usable: messages queue, and a manual reconnect works
+        assert service.send_message({"type": "node_log", "data": {"queued": True}}) is False
+        service.connect(timeout=5)
+        server.wait_for_received(lambda m: m.message.get("data") == {"queued": True})
+    assert server.counters["ws_attempts"] == 2
+
+
+def test_escalate_strategy_logs_at_error_level(server: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="magk_client")
+    states = StateRecorder()
+    service = RealtimeService(
+        dict(FAST, websocket_url=server.websocket_url, event_source_url=server.event_source_url),
+        error_recovery={"networkErrors": ["escalate", "reconnect"]},
+    )
+    service.on_connection_state_change(states)
+    with service:
+        server.drop_connections()
+        states.wait_state(ConnectionState.RECONNECTING)
+    assert any(r.levelno == logging.ERROR and "NetworkError" in r.getMessage() for r in caplog.records)
