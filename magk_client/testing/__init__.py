@@ -15,6 +15,8 @@ from .backend import (
     iso_now,
 )
 from .engine import COMMANDS, CommandError
+from .proxy import FaultProxy
+from .recorder import Recorder, StateRecorder
 from .replay import LoggedEvent, ReplayLog
 
 __all__ = [
@@ -27,9 +29,12 @@ __all__ = [
     "WS_PATH",
     "Backend",
     "CommandError",
+    "FaultProxy",
     "LoggedEvent",
     "ReceivedMessage",
+    "Recorder",
     "ReplayLog",
     "ScriptedResponse",
+    "StateRecorder",
     "iso_now",
 ]
