@@ -12,7 +12,7 @@ Needs the ``server`` extra (aiohttp).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
@@ -46,7 +46,7 @@ def magk_service_factory(
         if via_proxy:
             proxy: FaultProxy = request.getfixturevalue("magk_proxy")
             ws, sse = proxy.url(ws), proxy.url(sse)
-        options = {"websocket_url": ws, "event_source_url": sse, "reconnect_interval_ms": 50}
+        options: Dict[str, Any] = {"websocket_url": ws, "event_source_url": sse, "reconnect_interval_ms": 50}
         options.update(overrides)
         service = RealtimeService(**options)
         built.append(service)
