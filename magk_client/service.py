@@ -962,10 +962,10 @@ class RealtimeService:
             if not connected:  # a dropped connection was counted by on_disconnected
                 self._tracker.on_attempt_failed(now)
                 self._breaker.record_failure(now)
-            switch = other is not None and not error.terminal and (
-                plan.fallback or refused_upgrade or (not connected and self._tracker.attempts >= 2 and
-                                                     ctype is self._config.preferred_type)
-            )
+            # Repeated failures alternate transports every second retry (either may be the one
+            # that is down); a refused upgrade or a server error switches at once.
+            repeated = not connected and self._tracker.attempts >= 2 and self._tracker.attempts % 2 == 0
+            switch = other is not None and not error.terminal and (plan.fallback or refused_upgrade or repeated)
             if not plan.reconnect and not (switch and refused_upgrade):
                 self._session_error = error
                 self._set_state_locked(ConnectionState.ERROR, error)

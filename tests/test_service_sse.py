@@ -278,3 +278,21 @@ def test_named_sse_events_use_transformers(server: Backend) -> None:
     ]
     assert got.items[0].workflow_id == "wf-9"
     assert any("unknown_name" in str(e) for e in errors.items)
+
+
+def test_repeated_websocket_network_failures_fall_back_to_sse(server: Backend) -> None:
+    import socket
+
+    with socket.socket() as placeholder:  # a port with nothing listening: connection refused
+        placeholder.bind(("127.0.0.1", 0))
+        dead_port = placeholder.getsockname()[1]
+    service = make_service(server, websocket_url=f"ws://127.0.0.1:{dead_port}/ws/realtime",
+                           fallback_to_secondary=True, preferred_retry_interval_ms=60000)
+    try:
+        service.connect(timeout=10)
+        assert service.connection_type is ConnectionType.EVENTSOURCE
+        health = service.get_connection_health()
+        assert health.transport_switches == 1
+        assert any("NetworkError" in e for e in health.errors)
+    finally:
+        service.disconnect()
