@@ -1,0 +1,511 @@
+"""Loopback servers shared by the SDK-level benchmarks (``bench_service_*.py``).
+
+Two kinds of server, both on 127.0.0.1, port 0:
+
+* the reference :class:`~magk_client.testing.backend.Backend` (aiohttp), driven by
+  ``publish_many`` (throughput) and ``publish`` at a fixed rate (latency);
+* :class:`RawServer`, a raw-socket server that answers the WebSocket upgrade (``/ws/...``) or the
+  SSE request (``/events/...``) by hand and then writes pre-framed bytes, so that it is not the
+  bottleneck. The path picks what it sends:
+
+  ``/ws/blast``, ``/events/blast``
+      the N pre-framed 150-byte messages of the blob built at start, in one ``sendall``, then a
+      close frame (WS) or the end of the body (SSE);
+  ``/ws/paced?rate=R&duration=D``, ``/events/paced?...``
+      R messages per second for D seconds, each carrying ``data.t = time.perf_counter()`` taken
+      just before its frame is written, then the end.
+
+All servers run in a :class:`ServerHost`, by default in a child process (spawned), so the client
+under test has the interpreter (and its GIL) to itself, as it would against a real server. On
+Linux ``time.perf_counter()`` is ``CLOCK_MONOTONIC``, one clock for every process of the machine,
+so the send timestamps written by the child and the receive times read by the parent agree.
+``in_process=True`` runs the same host on a thread instead (same code, over a Pipe).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from magk_client.testing.backend import Backend
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MESSAGE_SIZE = 150
+#: per-run guard: no single measured loop may take longer than this (seconds)
+RUN_TIMEOUT = 60.0
+#: latency samples dropped at the start of each run (connection warm-up)
+WARMUP = 50
+
+
+# ---------------------------------------------------------------------------------------- messages
+
+
+def event(i: int, size: int = MESSAGE_SIZE, t: Optional[float] = None, with_id: bool = True) -> Dict[str, Any]:
+    """A ``node_progress_update`` envelope whose compact JSON is ``size`` bytes (with its id).
+
+    ``t`` (a ``perf_counter()`` reading) goes into ``data.t`` for latency runs. Without
+    ``with_id`` the id is left to the Backend (``e-<n>``, plus a timestamp it adds).
+    """
+    base: Dict[str, Any] = {}
+    if with_id:
+        base["id"] = f"e-{i:07d}"
+    base.update(
+        {
+            "type": "node_progress_update",
+            "workflowId": "wf-1",
+            "nodeId": "n-1",
+            "data": {"progress": {"current": i % 10, "total": 10}, "p": ""},
+        }
+    )
+    if t is not None:
+        base["data"]["t"] = t
+    raw = len(json.dumps(base, separators=(",", ":")))
+    base["data"]["p"] = "x" * max(0, size - raw)
+    return base
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """One unmasked server-to-client text frame."""
+    n = len(payload)
+    if n < 126:
+        return bytes([0x81, n]) + payload
+    if n < 65536:
+        return bytes([0x81, 126]) + n.to_bytes(2, "big") + payload
+    return bytes([0x81, 127]) + n.to_bytes(8, "big") + payload
+
+
+def sse_frame(payload: bytes, event_id: Optional[str]) -> bytes:
+    head = b"id: " + event_id.encode() + b"\n" if event_id is not None else b""
+    return head + b"data: " + payload + b"\n\n"
+
+
+def chunk(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk (the raw SSE server's body is chunked, as aiohttp's and most servers' are)."""
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+WS_CLOSE_1000 = b"\x88\x02\x03\xe8"
+
+
+# ---------------------------------------------------------------------------------------- raw server
+
+
+class RawServer:
+    """A raw-socket WebSocket + SSE server (see the module docstring)."""
+
+    def __init__(self, n_blast: int) -> None:
+        msgs = [event(i) for i in range(n_blast)]
+        self.ws_blob = b"".join(ws_frame(dumps(m)) for m in msgs) + WS_CLOSE_1000
+        body = b"".join(sse_frame(dumps(m), str(m["id"])) for m in msgs)
+        self.sse_blob = b"".join(chunk(body[i : i + 65536]) for i in range(0, len(body), 65536)) + b"0\r\n\r\n"
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = int(self.listener.getsockname()[1])
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, name="raw-server", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data and len(data) < 65536:
+                    part = conn.recv(4096)
+                    if not part:
+                        return
+                    data += part
+                head = data.decode("latin-1").split("\r\n")
+                target = urlsplit(head[0].split(" ")[1])
+                query = {k: v[0] for k, v in parse_qs(target.query).items()}
+                websocket = target.path.startswith("/ws/")
+                if websocket:
+                    key = next(
+                        line.split(":", 1)[1].strip() for line in head if line.lower().startswith("sec-websocket-key:")
+                    )
+                    accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+                    conn.sendall(
+                        (
+                            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                            f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+                        ).encode()
+                    )
+                else:
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n"
+                    )
+                if target.path.endswith("/blast"):
+                    conn.sendall(self.ws_blob if websocket else self.sse_blob)
+                elif target.path.endswith("/paced"):
+                    self._paced(conn, websocket, float(query.get("rate", "1000")), float(query.get("duration", "5")))
+                if websocket:
+                    # wait (bounded) for the client to go, so it reads the close frame, not a reset
+                    conn.settimeout(5.0)
+                    while conn.recv(65536):
+                        pass
+                else:
+                    conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _paced(self, conn: socket.socket, websocket: bool, rate: float, duration: float) -> None:
+        count = int(rate * duration)
+        start = time.perf_counter()
+        for i in range(count):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            msg = event(i, t=time.perf_counter())
+            payload = dumps(msg)
+            conn.sendall(ws_frame(payload) if websocket else chunk(sse_frame(payload, str(msg["id"]))))
+        conn.sendall(WS_CLOSE_1000 if websocket else b"0\r\n\r\n")
+
+    def close(self) -> None:
+        self._closed.set()
+        self.listener.close()
+
+
+# ---------------------------------------------------------------------------------------- host
+
+
+def _host_main(pipe: multiprocessing.connection.Connection, n_blast: int) -> None:
+    """The server side: a Backend and a RawServer, driven by commands over ``pipe``."""
+    backend = Backend(pace=0.0, replay_size=1000)
+    backend.start()
+    raw = RawServer(n_blast)
+    prepared: List[Dict[str, Any]] = []
+    pipe.send({"backend_ws": backend.websocket_url, "backend_sse": backend.event_source_url, "raw_port": raw.port})
+    try:
+        while True:
+            if not pipe.poll(600.0):
+                return  # the parent is gone or stuck: do not outlive it
+            cmd, args = pipe.recv()
+            if cmd == "stop":
+                return
+            if cmd == "prepare":
+                prepared = [event(i, with_id=False) for i in range(int(args[0]))]
+                pipe.send(len(prepared))
+            elif cmd == "publish":
+                n = int(args[0])
+                pipe.send(len(backend.publish_many(prepared[:n])))
+            elif cmd == "paced":
+                rate, duration = float(args[0]), float(args[1])
+                count = int(rate * duration)
+                start = time.perf_counter()
+                for i in range(count):
+                    due = start + i / rate
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    backend.publish(event(i, t=time.perf_counter(), with_id=False))
+                pipe.send(count)
+            elif cmd == "connections":
+                pipe.send(len(backend.open_connections))
+            else:
+                pipe.send(f"unknown command {cmd!r}")
+    finally:
+        raw.close()
+        backend.stop(timeout=5.0)
+
+
+class ServerHost:
+    """The benchmark servers, in a child process (default) or on a thread of this one.
+
+    Commands are synchronous except :meth:`begin`, whose answer :meth:`end` waits for, so the
+    caller can run a client loop on its own thread meanwhile.
+    """
+
+    def __init__(self, n_blast: int, *, in_process: bool = False) -> None:
+        self.in_process = in_process
+        self._proc: Optional[Any] = None
+        self._thread: Optional[threading.Thread] = None
+        if in_process:
+            mine, theirs = multiprocessing.Pipe()
+            self._thread = threading.Thread(target=_host_main, args=(theirs, n_blast), name="server-host", daemon=True)
+            self._thread.start()
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            mine, theirs = ctx.Pipe()
+            self._proc = ctx.Process(target=_host_main, args=(theirs, n_blast), name="server-host", daemon=True)
+            self._proc.start()
+        self._pipe = mine
+        deadline = time.monotonic() + 60.0
+        while not self._pipe.poll(0.1):
+            if self._proc is not None and not self._proc.is_alive():
+                raise RuntimeError(f"the server host process died at start (exit code {self._proc.exitcode})")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server host did not start within 60 s")
+        info: Dict[str, Any] = self._pipe.recv()
+        self.backend_ws: str = info["backend_ws"]
+        self.backend_sse: str = info["backend_sse"]
+        self.raw_port: int = int(info["raw_port"])
+        self._pending = False
+
+    def raw_url(self, kind: str, path: str) -> str:
+        scheme, prefix = ("ws", "/ws/") if kind == "ws" else ("http", "/events/")
+        return f"{scheme}://127.0.0.1:{self.raw_port}{prefix}{path}"
+
+    def begin(self, cmd: str, *args: Any) -> None:
+        assert not self._pending, "one command at a time"
+        self._pipe.send((cmd, args))
+        self._pending = True
+
+    def end(self, timeout: float = RUN_TIMEOUT) -> Any:
+        if not self._pipe.poll(timeout):
+            raise TimeoutError(f"the server host did not answer within {timeout} s")
+        self._pending = False
+        return self._pipe.recv()
+
+    def call(self, cmd: str, *args: Any, timeout: float = RUN_TIMEOUT) -> Any:
+        self.begin(cmd, *args)
+        return self.end(timeout)
+
+    def wait_connections(self, n: int, timeout: float = 10.0) -> None:
+        """Wait until the Backend counts ``n`` open connections (so nothing published is missed)."""
+        deadline = time.monotonic() + timeout
+        while self.call("connections") < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Backend did not see {n} connection(s) within {timeout} s")
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        try:
+            if self._pending:
+                self.end(RUN_TIMEOUT)
+            self._pipe.send(("stop", ()))
+        except (OSError, EOFError, TimeoutError):
+            pass
+        if self._proc is not None:
+            self._proc.join(10.0)
+            if self._proc.is_alive():
+                self._proc.terminate()
+                self._proc.join(5.0)
+        if self._thread is not None:
+            self._thread.join(10.0)
+
+
+# ---------------------------------------------------------------------------------------- reporting
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (``values`` need not be sorted)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), int(-(-pct * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def latency_summary(samples_s: Sequence[float]) -> Tuple[float, float, float]:
+    """(p50, p99, max) in milliseconds."""
+    ms = [s * 1000.0 for s in samples_s]
+    return percentile(ms, 50), percentile(ms, 99), max(ms) if ms else float("nan")
+
+
+def interleave(
+    runs: int, cases: Dict[str, Callable[[], float]], log: Callable[[str], None] = print
+) -> Dict[str, List[float]]:
+    """Run each case ``runs`` times, alternating the order each round; return the rates."""
+    names = list(cases)
+    results: Dict[str, List[float]] = {name: [] for name in names}
+    for i in range(runs):
+        order = names if i % 2 == 0 else list(reversed(names))
+        for name in order:
+            rate = cases[name]()
+            results[name].append(rate)
+            log(f"  run {i + 1} {name:12s} {rate:10,.0f} msg/s")
+    return results
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# ---------------------------------------------------------------------------------------- profiling
+
+
+class ThreadProfiles:
+    """cProfile the SDK's reader and dispatcher threads (``--profile``).
+
+    cProfile sees only the thread that enables it, so while this is active ``threading.Thread.run``
+    is wrapped: a thread named ``magk-reader-*`` or ``magk-dispatcher-*`` (the service's documented
+    thread names) runs under a profiler of its own. Nothing in the SDK is changed. cProfile inflates
+    small calls: read the ranking, not the absolute times (py-spy gives an undistorted view).
+    """
+
+    KINDS = ("reader", "dispatcher")
+
+    def __init__(self) -> None:
+        self.profiles: Dict[str, List[Any]] = {kind: [] for kind in self.KINDS}
+        self._orig: Any = None
+
+    def __enter__(self) -> ThreadProfiles:
+        import cProfile
+
+        orig = self._orig = threading.Thread.run
+        profiles = self.profiles
+
+        def run(thread: threading.Thread) -> None:
+            kind = next((k for k in profiles if thread.name.startswith(f"magk-{k}-")), None)
+            if kind is None:
+                orig(thread)
+                return
+            prof = cProfile.Profile()
+            profiles[kind].append(prof)
+            prof.enable()
+            try:
+                orig(thread)
+            finally:
+                prof.disable()
+
+        threading.Thread.run = run  # type: ignore[method-assign, assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        threading.Thread.run = self._orig  # type: ignore[method-assign]
+
+    def report(self, limit: int = 18) -> None:
+        import io
+        import pstats
+
+        for kind, profs in self.profiles.items():
+            if not profs:
+                print(f"\n--- no {kind} thread was seen ---")
+                continue
+            out = io.StringIO()
+            stats = pstats.Stats(profs[0], stream=out)
+            for prof in profs[1:]:
+                stats.add(prof)
+            stats.sort_stats("tottime").print_stats(limit)
+            text = out.getvalue()
+            start = text.find("   ncalls")
+            print(f"\n--- {kind} thread(s), by own time (cProfile) ---")
+            print(text[start:].rstrip() if start >= 0 else text.rstrip())
+
+
+# ---------------------------------------------------------------------------------------- driver
+
+#: ``fn(host, url, n, backend) -> messages/s``
+ThroughputFn = Callable[["ServerHost", str, int, bool], float]
+#: ``fn(host, url, count, backend, rate, duration) -> one-way latencies in seconds``
+LatencyFn = Callable[["ServerHost", str, int, bool, float, float], List[float]]
+
+
+def bench_main(
+    *,
+    kind: str,
+    doc: str,
+    raw: Tuple[ThroughputFn, LatencyFn],
+    sdk: Tuple[ThroughputFn, LatencyFn],
+    labels: Tuple[str, str],
+    targets: str,
+    argv: Optional[List[str]] = None,
+) -> int:
+    """The command line and the run plan shared by ``bench_service_ws.py`` and ``bench_service_sse.py``."""
+    import argparse
+    import logging
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: N=20000, 3 runs, 1 s of latency")
+    ap.add_argument("-n", type=int, default=None, help="messages per throughput run (default 200000)")
+    ap.add_argument("--runs", type=int, default=None, help="interleaved runs per client (default 5)")
+    ap.add_argument("--rate", type=float, default=1000.0, help="latency: messages per second (default 1000)")
+    ap.add_argument("--duration", type=float, default=None, help="latency: seconds per run (default 5)")
+    ap.add_argument("--servers", default="raw,backend", help="comma-separated: raw, backend (default both)")
+    ap.add_argument("--no-latency", action="store_true", help="skip the latency runs")
+    ap.add_argument("--in-process", action="store_true", help="run the servers on a thread of this process")
+    ap.add_argument("--profile", action="store_true", help="only cProfile the SDK threads on one raw-server run")
+    args = ap.parse_args(argv)
+    # The SDK logs each connection loss at WARNING (a blast run ends with the server closing).
+    logging.getLogger("magk_client").setLevel(logging.ERROR)
+    n = args.n or (20_000 if args.quick else 200_000)
+    runs = args.runs or (3 if args.quick else 5)
+    duration = args.duration or (1.0 if args.quick else 5.0)
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for server in servers:
+        if server not in ("raw", "backend"):
+            ap.error(f"unknown server {server!r}")
+    title = "WebSocket" if kind == "ws" else "SSE"
+
+    t0 = time.monotonic()
+    host = ServerHost(n, in_process=args.in_process)
+    summary: Dict[str, Dict[str, float]] = {}
+    latency: Dict[str, Tuple[float, float, float]] = {}
+    try:
+        urls = {"raw": host.raw_url(kind, "blast"), "backend": host.backend_ws if kind == "ws" else host.backend_sse}
+        if args.profile:
+            with ThreadProfiles() as profiles:
+                rate = sdk[0](host, urls["raw"], n, False)
+            print(f"RealtimeService over {title} under cProfile: {rate:,.0f} msg/s ({n} messages, raw server)")
+            profiles.report()
+            return 0
+        if "backend" in servers:
+            host.call("prepare", n)
+        where = "in this process" if args.in_process else "in a child process"
+        print(f"{title}: {n} messages of ~{MESSAGE_SIZE} bytes, {runs} interleaved runs per client, servers {where}")
+        print(f"  (a) raw: {labels[0]}\n  (b) sdk: {labels[1]}", flush=True)
+        for server in servers:
+            url = urls[server]
+            backend = server == "backend"
+            print(f"\n[{server} server] {url}", flush=True)
+            cases: Dict[str, Callable[[], float]] = {
+                "raw": functools.partial(raw[0], host, url, n, backend),
+                "sdk": functools.partial(sdk[0], host, url, n, backend),
+            }
+            results = interleave(runs, cases, lambda line: print(line, flush=True))
+            summary[server] = {name: median(rates) for name, rates in results.items()}
+
+        if not args.no_latency:
+            count = int(args.rate * duration)
+            print(f"\nlatency at {args.rate:g} msg/s for {duration:g} s ({count} messages; first {WARMUP} dropped)")
+            for server in servers:
+                backend = server == "backend"
+                paced = host.raw_url(kind, f"paced?rate={args.rate:g}&duration={duration:g}")
+                url = urls["backend"] if backend else paced
+                for name, (_tp, lat) in (("raw", raw), ("sdk", sdk)):
+                    samples = lat(host, url, count, backend, args.rate, duration)[WARMUP:]
+                    latency[f"{server}/{name}"] = latency_summary(samples)
+                    p50, p99, worst = latency[f"{server}/{name}"]
+                    print(f"  {server:7s} {name}: p50 {p50:.3f} ms  p99 {p99:.3f} ms  max {worst:.3f} ms", flush=True)
+    finally:
+        host.close()
+
+    print(f"\n== {title} summary: medians of {runs} runs, N={n}, {time.monotonic() - t0:.0f} s in all")
+    print(f"{'server':8s} {'(a) raw':>16s} {'(b) sdk':>16s} {'ratio b/a':>10s}")
+    for server, med in summary.items():
+        print(f"{server:8s} {med['raw']:>10,.0f} msg/s {med['sdk']:>10,.0f} msg/s {med['sdk'] / med['raw']:>10.2f}")
+    if latency:
+        print(f"\none-way latency, server send -> client, at {args.rate:g} msg/s (ms):")
+        print(f"{'server/client':16s} {'p50':>8s} {'p99':>8s} {'max':>8s}")
+        for key, (p50, p99, worst) in latency.items():
+            print(f"{key:16s} {p50:8.3f} {p99:8.3f} {worst:8.3f}")
+    print(f"targets: {targets}")
+    return 0
