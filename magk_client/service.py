@@ -921,6 +921,9 @@ class RealtimeService:
 
     def _on_dropped(self, conn: _Connection, error: MagkConnectionError, stop: threading.Event) -> Optional[float]:
         self._teardown_connection(conn)
+        # The reader's own report of this failure woke us; it must not cut the backoff short.
+        # (A stop or a reconnect() request is still seen: stop is an Event, _retry_now a flag.)
+        self._wake.clear()
         now = time.monotonic()
         with self._lock:
             self._conn = None
@@ -1028,6 +1031,9 @@ class RealtimeService:
                     if decoded is None:
                         continue
                     message = decoded
+                    if not message.id and item.id:
+                        # no id in the envelope: the SSE last-event-id buffer is the resume point
+                        delivery.set_last_event_id(item.id)
             except codec.InvalidMessage as exc:
                 self._invalid += 1
                 self._report(exc, escalate=False)
