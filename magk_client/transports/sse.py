@@ -118,11 +118,25 @@ class _ContextAdapter(requests.adapters.HTTPAdapter):
         conn.ca_cert_dir = None
 
 
-def _new_session(ssl_context: Optional[object]) -> requests.Session:
+_default_context: Optional[ssl.SSLContext] = None
+_default_context_lock = threading.Lock()
+
+
+def _verifying_context() -> ssl.SSLContext:
+    """One default (verifying) context per process: building one costs ~25 ms (loading the CAs)."""
+    global _default_context
+    with _default_context_lock:
+        if _default_context is None:
+            _default_context = ssl.create_default_context()
+        return _default_context
+
+
+def _new_session(ssl_context: Optional[object], url: str) -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # no env CA bundle, netrc or proxies (see module doc)
-    ctx = ssl_context if isinstance(ssl_context, ssl.SSLContext) else ssl.create_default_context()
-    session.mount("https://", _ContextAdapter(ctx))
+    if url.lower().startswith("https:"):  # a session talks to one URL only (no redirects)
+        ctx = ssl_context if isinstance(ssl_context, ssl.SSLContext) else _verifying_context()
+        session.mount("https://", _ContextAdapter(ctx))
     session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
     return session
 
@@ -247,7 +261,7 @@ class SSETransport(Transport):
                 headers["Last-Event-ID"] = lei.encode("utf-8")
         url = self.options.url
         where = self._where()
-        session = _new_session(self.options.ssl_context)
+        session = _new_session(self.options.ssl_context, self.options.url)
         with self._lock:
             self._session = session
         timeout = (self.options.connect_timeout, self.options.read_timeout)
@@ -463,7 +477,7 @@ class SSETransport(Transport):
             if self._closed.is_set():
                 raise TransportClosed("SSE transport closed; message not sent")
             if self._send_session is None:
-                self._send_session = _new_session(self.options.ssl_context)
+                self._send_session = _new_session(self.options.ssl_context, url)
             session = self._send_session
             try:
                 resp = session.post(
