@@ -24,7 +24,7 @@ S1-17 the WHATWG rules, one test each: test_sse_rules.py (transport over a raw s
       401: test_service_sse.py::test_sse_401_is_auth_error_without_retries
 21    golden cases + Hypothesis chunking: test_sse_rules.py (test_s5..test_s16, test_s21_*); through the
       service: test_row21_golden_corpus_in_tiny_chunks_through_the_service,
-      test_row21_resume_id_follows_the_last_event_id_buffer (xfail: SDK bug, see reason)
+      test_row21_resume_id_follows_the_last_event_id_buffer (found an SDK bug, fixed in 425fe8f)
 22    test_row22_framing_chunked_and_close_delimited_no_buffering_delay
       (transport: test_transport_sse.py::test_each_event_is_handed_over_before_the_next_one_is_sent)
 25    covered by test_service_sse.py::test_expired_resume_id_reports_a_gap[eventsource] (gap flag before
@@ -431,9 +431,6 @@ def test_row21_golden_corpus_in_tiny_chunks_through_the_service(server: Backend)
     assert isinstance(errors_of(states, ConnectionState.RECONNECTING)[0], TransportClosed)  # S3: EOF reconnects
 
 
-@pytest.mark.xfail(strict=True, reason="SDK bug: on SSE the resume id only follows envelope ids and id-only blocks; "
-                   "an event whose block has an `id:` line but whose JSON has no \"id\" does not update it, so the "
-                   "reconnect sends an older Last-Event-ID (S7/S8)")
 def test_row21_resume_id_follows_the_last_event_id_buffer(server: Backend) -> None:
     server.sse_script([b"id: g-4\n\n", envelope_block(5), envelope_block(6, "g-6")])
     got: Recorder[RealtimeMessage] = Recorder()
