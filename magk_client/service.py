@@ -1098,29 +1098,35 @@ class RealtimeService:
         if type(item) is _Notice:
             self._deliver_notice(item)
             return
-        router = self._router
-        for message in item:
+        match = self._router.match
+        delivered = 0
+        for message in item:  # the per-message hot path: keep it to lookups and calls
             if type(message) is _Notice:
                 self._deliver_notice(message)
                 continue
-            subs = router.match(message)
+            delivered += 1
+            subs = match(message)
+            if not subs:
+                continue
             if message.type in _CONTROL:
                 subs = [s for s in subs if s.event_types is not None]
             for sub in subs:
-                self._call(sub, message)
-            self._delivered += 1
+                check = sub.filter
+                try:
+                    if check is None or check(message):
+                        sub.callback(message)
+                except Exception as exc:  # noqa: BLE001 - user code: reported, delivery goes on
+                    self._callback_failed(sub, exc)
+        self._delivered += delivered
         self._dispatched += len(item)
 
-    def _call(self, sub: Subscription, message: RealtimeMessage) -> None:
-        try:
-            if sub.accepts(message):
-                sub.callback(message)
-        except Exception as exc:
-            self._callback_errors += 1
-            logger.warning("callback of subscription %s raised %s", sub.id, type(exc).__name__, exc_info=True)
-            err = CallbackError(f"callback of subscription {sub.id} raised {type(exc).__name__}: {exc}"[:500])
-            err.__cause__ = exc
-            self._call_listeners(self._error_listeners, err)
+    def _callback_failed(self, sub: Subscription, exc: Exception) -> None:
+        """A callback (or its filter) raised: log, count, report to error listeners; go on."""
+        self._callback_errors += 1
+        logger.warning("callback of subscription %s raised %s", sub.id, type(exc).__name__, exc_info=True)
+        err = CallbackError(f"callback of subscription {sub.id} raised {type(exc).__name__}: {exc}"[:500])
+        err.__cause__ = exc
+        self._call_listeners(self._error_listeners, err)
 
     def _deliver_notice(self, notice: _Notice) -> None:
         if notice.kind == "state":
