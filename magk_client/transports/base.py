@@ -110,3 +110,12 @@ class Transport(abc.ABC):
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    def scrub(self, text: str) -> str:
+        """Replace every credential this transport sends (header values, and the bare token of
+        ``Bearer <token>``) with ``***``: for server-provided text that goes into an error."""
+        for value in self.options.headers.values():
+            for secret in (value, value.split(" ", 1)[-1]):
+                if len(secret) >= 4 and secret in text:
+                    text = text.replace(secret, "***")
+        return text

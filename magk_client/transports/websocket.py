@@ -648,7 +648,7 @@ class WebSocketTransport(Transport):
         except UnicodeDecodeError:
             raise _Violation(1007, "invalid UTF-8 in the close reason") from None
         logger.debug("%s closed by the server with %d", self._where, code)
-        raise _ServerClosed(classify_close_code(code, reason), code)
+        raise _ServerClosed(classify_close_code(code, self.scrub(reason)), code)
 
     # ------------------------------------------------------------------ send
 
