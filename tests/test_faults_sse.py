@@ -46,6 +46,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
@@ -78,13 +79,16 @@ FAST: Dict[str, Any] = dict(
     circuit_breaker_threshold=1000,
 )
 SDK_THREADS = ("magk-reader", "magk-supervisor", "magk-dispatcher")
+_made: List[weakref.ref[RealtimeService]] = []  # services of the running test (weakly: row 31 drops them)
 
 
 def make_service(url: str, **overrides: Any) -> RealtimeService:
     options = dict(FAST)
     options.update(websocket_url=None, event_source_url=url)
     options.update(overrides)
-    return RealtimeService(**options)
+    service = RealtimeService(**options)
+    _made.append(weakref.ref(service))
+    return service
 
 
 def sdk_threads() -> List[str]:
@@ -127,8 +131,18 @@ def envelope_block(n: int, event_id: Optional[str] = None) -> bytes:
 
 @pytest.fixture(autouse=True)
 def sdk_threads_back_to_baseline() -> Iterator[None]:
+    """After each test no SDK thread is left; a failed test's services are disconnected so that its
+    failure does not spill into the next tests."""
+    _made.clear()
     yield
-    wait_threads_gone()
+    try:
+        wait_threads_gone()
+    finally:
+        for ref in _made:
+            leftover = ref()
+            if leftover is not None:
+                leftover.disconnect(timeout=2.0)
+        _made.clear()
 
 
 @pytest.fixture()

@@ -124,13 +124,16 @@ FAST: Dict[str, Any] = dict(
     circuit_breaker_threshold=1000,
 )
 SDK_THREADS = ("magk-reader", "magk-supervisor", "magk-dispatcher")
+_made: List[weakref.ref[RealtimeService]] = []  # services of the running test (weakly: row 31 drops them)
 
 
 def make_service(url: str, **overrides: Any) -> RealtimeService:
     options = dict(FAST)
     options.update(websocket_url=url, event_source_url=None)
     options.update(overrides)
-    return RealtimeService(**options)
+    service = RealtimeService(**options)
+    _made.append(weakref.ref(service))
+    return service
 
 
 def sdk_threads() -> List[str]:
@@ -175,8 +178,18 @@ def errors_of(states: StateRecorder, state: ConnectionState) -> List[Optional[Ba
 
 @pytest.fixture(autouse=True)
 def sdk_threads_back_to_baseline() -> Iterator[None]:
+    """After each test no SDK thread is left; a failed test's services are disconnected so that its
+    failure does not spill into the next tests."""
+    _made.clear()
     yield
-    wait_threads_gone()
+    try:
+        wait_threads_gone()
+    finally:
+        for ref in _made:
+            leftover = ref()
+            if leftover is not None:
+                leftover.disconnect(timeout=2.0)
+        _made.clear()
 
 
 @pytest.fixture()
@@ -688,28 +701,49 @@ def test_row12_restart_codes_1001_1011_1014_reconnect_at_once(server: Backend) -
     assert isinstance(errors[2], ServerError)
 
 
+class LogRecorder(logging.Handler):
+    """A logging handler feeding a Recorder, so a test can wait for a log line from another thread."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: Recorder[str] = Recorder()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines(record.getMessage())
+
+
 @pytest.mark.parametrize(("code", "lo", "hi"), [(1012, 5.0, 30.0), (1013, 10.0, 60.0)])
 def test_row12_codes_1012_1013_wait_their_floor_and_disconnect_interrupts(
-    server: Backend, caplog: pytest.LogCaptureFixture, code: int, lo: float, hi: float
+    server: Backend, code: int, lo: float, hi: float
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="magk_client.service")
+    service_logger = logging.getLogger("magk_client.service")
+    handler, level = LogRecorder(), service_logger.level
+    service_logger.addHandler(handler)
+    service_logger.setLevel(logging.DEBUG)
     states = StateRecorder()
     service = make_service(server.websocket_url)
     service.on_connection_state_change(states)
-    service.connect()
-    server.close_connections(code)
-    states.wait_state(ConnectionState.RECONNECTING)
-    error = errors_of(states, ConnectionState.RECONNECTING)[0]
-    assert isinstance(error, ServerError) and error.close_code == code
-    delays = [float(m.group(1)) for r in caplog.records if (m := re.match(r"reconnecting in ([\d.]+) s", r.getMessage()))]
-    assert len(delays) == 1 and lo <= delays[0] <= hi, delays
-    with pytest.raises(TimeoutError):  # nothing before the floor
-        server.wait_until(lambda: server.counters.get("ws_attempts", 0) > 1, 0.5, "a second attempt")
-    t0 = time.monotonic()
-    service.disconnect()
-    assert time.monotonic() - t0 < 0.5  # the long wait is interruptible
-    wait_threads_gone()
-    assert server.counters.get("ws_attempts", 0) == 1
+    try:
+        service.connect()
+        server.close_connections(code)
+        states.wait_state(ConnectionState.RECONNECTING)
+        error = errors_of(states, ConnectionState.RECONNECTING)[0]
+        assert isinstance(error, ServerError) and error.close_code == code
+        pattern = re.compile(r"reconnecting in ([\d.]+) s")
+        lines = handler.lines.wait_for(lambda xs: any(pattern.match(x) for x in xs), 5, "the planned delay")
+        delays = [float(m.group(1)) for x in lines if (m := pattern.match(x))]
+        assert len(delays) == 1 and lo <= delays[0] <= hi, delays
+        with pytest.raises(TimeoutError):  # nothing before the floor
+            server.wait_until(lambda: server.counters.get("ws_attempts", 0) > 1, 0.5, "a second attempt")
+        t0 = time.monotonic()
+        service.disconnect()
+        assert time.monotonic() - t0 < 0.5  # the long wait is interruptible
+        wait_threads_gone()
+        assert server.counters.get("ws_attempts", 0) == 1
+    finally:
+        service_logger.removeHandler(handler)
+        service_logger.setLevel(level)
+        service.disconnect()
 
 
 @pytest.mark.parametrize("code", [1008, 4001, 4003])
