@@ -32,7 +32,7 @@ row   shown by
       test_row12_codes_1012_1013_wait_their_floor_and_disconnect_interrupts;
       pure ranges: test_policies.py::test_plan_close_code_floors
 13    test_row13_auth_close_codes_terminal_notified_once, test_row13_handshake_401_403_terminal,
-      test_row13_handshake_404_without_fallback_is_terminal (xfail: SDK bug, see reason)
+      test_row13_handshake_404_without_fallback_is_terminal (found an SDK bug, fixed in 7848ea6)
       (also test_service_ws.py::test_auth_failure_one_attempt_no_retries, ::test_auth_close_code_is_terminal)
 14    test_row14_handshake_retry_after_is_honoured (503 and 429, Retry-After: 1);
       pure: test_policies.py::test_plan_retry_after_floor
@@ -63,7 +63,8 @@ row   shown by
       test_transport_websocket.py::test_tls_is_verified_by_default_and_env_bundles_do_not_override)
 34    test_row34_redirect_not_followed_no_token_to_other_host (302 to 127.0.0.2; ws-from-wss: no redirect
       is ever followed, test_transport_websocket.py::test_redirect_is_refused_and_never_followed)
-35    test_row35_debug_and_library_trace_hold_no_secret
+35    test_row35_debug_and_library_trace_hold_no_secret,
+      test_row35_close_reason_echoing_the_token_is_redacted (found an SDK bug, fixed in 7848ea6)
       (also test_service_ws.py::test_authenticated_session_logs_never_show_token)
 36    test_row36_plaintext_token_to_non_loopback_name_refused_before_any_socket (a host name that
       resolves to 127.0.0.1 but is not a loopback literal or "localhost")
@@ -784,8 +785,6 @@ def test_row13_handshake_401_403_terminal(token: Optional[str]) -> None:
         assert server.counters.get("ws_attempts", 0) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="SDK bug: a handshake refused with 404 (no fallback configured) is retried "
-                   "max_reconnect_attempts times; FAULTS row 13 wants it terminal (attempts <= 2)")
 def test_row13_handshake_404_without_fallback_is_terminal(server: Backend) -> None:
     server.refuse_websocket(404)
     service = make_service(server.websocket_url, max_reconnect_attempts=10)
@@ -1296,8 +1295,6 @@ def test_row35_debug_and_library_trace_hold_no_secret(
         assert secret not in everything
 
 
-@pytest.mark.xfail(strict=True, reason="SDK bug: a close reason that echoes the client's own token (e.g. "
-                   "'invalid token <tok>') is copied verbatim into the AuthError message and the WARNING log")
 def test_row35_close_reason_echoing_the_token_is_redacted(server: Backend, caplog: pytest.LogCaptureFixture) -> None:
     token = "tok-SECRET-echo"
     caplog.set_level(logging.DEBUG)
