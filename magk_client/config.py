@@ -171,6 +171,8 @@ class RealtimeConnectionConfig(_ConfigBase):
     enable_heartbeat: bool = True
     # Offline queue
     max_queue_size: int = 1000
+    #: bound on the offline queue's total UTF-8 size (oldest dropped first; one bigger message is refused)
+    max_queue_bytes: int = 64 * 1024 * 1024
     enable_offline_queue: bool = True
     queue_retention_ms: float = 300000
     # Security and authentication
@@ -227,6 +229,7 @@ class RealtimeConnectionConfig(_ConfigBase):
         for name in (
             "max_reconnect_attempts",
             "max_queue_size",
+            "max_queue_bytes",
             "max_message_size",
             "max_json_depth",
             "circuit_breaker_threshold",

@@ -63,6 +63,7 @@ from .errors import (
     MessageTooLargeError,
     NetworkError,
     NotConnectedError,
+    QueueFullError,
     ResumeGapError,
     redact_url,
 )
@@ -244,7 +245,7 @@ class RealtimeService:
         self._state_listeners: Tuple[StateListener, ...] = ()
         self._error_listeners: Tuple[ErrorListener, ...] = ()
         self._gap_listeners: Tuple[GapListener, ...] = ()
-        self._outbox = OfflineQueue(cfg.max_queue_size, cfg.queue_retention_ms / 1000.0)
+        self._outbox = OfflineQueue(cfg.max_queue_size, cfg.queue_retention_ms / 1000.0, cfg.max_queue_bytes)
         self._delivery = DeliveryTracker(cfg.dedup_window)
         self._build_policies()
         # Counters. Each has one writing thread (noted) unless guarded by the lock.
@@ -456,6 +457,7 @@ class RealtimeService:
         """Send a message now if connected (True); queue it while offline (False).
 
         Raises :class:`NotConnectedError` when offline with the queue off,
+        :class:`QueueFullError` for one message larger than ``max_queue_bytes``,
         :class:`MessageTooLargeError` over ``max_message_size``, and a
         :class:`ConfigError`/``TypeError`` for a message that cannot be encoded.
         """
@@ -641,11 +643,18 @@ class RealtimeService:
             self._build_policies()
             self._tracker.failures = failures
             old = self._outbox
-            if (old.max_size, old.retention) != (cfg.max_queue_size, cfg.queue_retention_ms / 1000.0):
-                new = OfflineQueue(cfg.max_queue_size, cfg.queue_retention_ms / 1000.0)
+            if (old.max_size, old.retention, old.max_bytes) != (
+                cfg.max_queue_size,
+                cfg.queue_retention_ms / 1000.0,
+                cfg.max_queue_bytes,
+            ):
+                new = OfflineQueue(cfg.max_queue_size, cfg.queue_retention_ms / 1000.0, cfg.max_queue_bytes)
                 now = time.monotonic()
                 for text in old.drain(now):
-                    new.put(text, now)
+                    try:
+                        new.put(text, now)
+                    except QueueFullError:
+                        logger.warning("offline queue: a message larger than max_queue_bytes was dropped")
                 self._outbox = new
             if self._conn is not None:
                 self._heartbeat.start(time.monotonic())

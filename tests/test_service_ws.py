@@ -610,3 +610,16 @@ def test_escalate_strategy_logs_at_error_level(server: Backend, caplog: pytest.L
         server.drop_connections()
         states.wait_state(ConnectionState.RECONNECTING)
     assert any(r.levelno == logging.ERROR and "NetworkError" in r.getMessage() for r in caplog.records)
+
+
+def test_offline_queue_bounded_by_bytes(server: Backend) -> None:
+    from magk_client import QueueFullError
+
+    service = make_service(server, max_queue_size=1000, max_queue_bytes=2000)
+    for i in range(50):
+        service.send_message({"type": "node_log", "data": {"n": i, "pad": "x" * 100}})
+    health = service.get_connection_health()
+    assert 0 < health.queue_size < 50 and health.queue_dropped == 50 - health.queue_size
+    with pytest.raises(QueueFullError):
+        service.send_message({"type": "node_log", "data": {"pad": "y" * 5000}})
+    service.close()
