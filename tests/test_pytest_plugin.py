@@ -18,8 +18,11 @@ def test_service_through_the_proxy_survives_a_reset(
     got: Recorder = Recorder()
     service.on_connection_state_change(states)
     service.subscribe("node_log", got)
+    acks: Recorder = Recorder()
+    service.subscribe("subscription_ack", acks)
     service.connect(timeout=5)
     assert magk_proxy.wait_for_connections(1, 5)
+    acks.wait_count(1)  # the ack carries the stream position a first-time client resumes from
     magk_proxy.reset_peer()
     states.wait_state(ConnectionState.RECONNECTING)
     magk_backend.publish({"type": "node_log", "data": {"after": "reset"}})
