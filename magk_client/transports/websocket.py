@@ -385,6 +385,11 @@ class WebSocketTransport(Transport):
                 raise self._redirect_refused(response.status) from None
             raise
         response = ws.handshake_response
+        status = getattr(response, "status", 101)
+        if status in _REDIRECTS:  # some websocket-client versions return a 3xx instead of raising
+            raise self._redirect_refused(status)
+        if status != 101:
+            raise ProtocolError(f"WebSocket handshake to {self._where} answered HTTP {status}", status=status)
         self.response_headers = dict(response.headers) if response is not None else {}
         self._check_open_alive()
 
