@@ -54,6 +54,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Union
 
 import requests
 import requests.adapters
+import urllib3
 import urllib3.exceptions
 
 from ..errors import (
@@ -129,6 +130,20 @@ def _verifying_context() -> ssl.SSLContext:
         if _default_context is None:
             _default_context = ssl.create_default_context()
         return _default_context
+
+
+_URLLIB3_VERSION: str = getattr(urllib3, "__version__", "2")
+_URLLIB3_MAJOR = int(_URLLIB3_VERSION.split(".", maxsplit=1)[0])
+
+
+def _read1(raw: Any) -> bytes:
+    """What is there now, up to READ_SIZE bytes: urllib3 >= 2.2 has ``read1``; before it, the
+    underlying ``http.client.HTTPResponse.read1`` does the same (chunked-aware; we ask for an
+    identity encoding, so there is nothing to decode)."""
+    read1 = getattr(raw, "read1", None)
+    if read1 is not None:
+        return bytes(read1(READ_SIZE, decode_content=True))
+    return bytes(raw._fp.read1(READ_SIZE))
 
 
 def _new_session(ssl_context: Optional[object], url: str) -> requests.Session:
@@ -249,6 +264,14 @@ class SSETransport(Transport):
         if self._closed.is_set():
             raise TransportClosed("SSE transport closed before open()")
         self._decoder.last_event_id = last_event_id or None
+        if _URLLIB3_MAJOR < 2 and self.options.url.lower().startswith("https:"):
+            # urllib3 1.x skips SNI for IP hosts and checks hostnames itself, which a caller's
+            # context (check_hostname on) cannot go through; refuse clearly rather than weaken TLS.
+            raise ProtocolError(
+                f"SSE over https needs urllib3 >= 2 (found {_URLLIB3_VERSION}); "
+                "pip install -U 'urllib3>=2'",
+                terminal=True,
+            )
         headers: Dict[str, Union[str, bytes]] = dict(self.options.headers)
         headers["Accept"] = "text/event-stream"
         headers["Cache-Control"] = "no-cache"
@@ -407,7 +430,7 @@ class SSETransport(Transport):
                     raise TransportClosed("SSE transport is not open" if raw is None else "SSE transport closed")
                 self._reading = True
             try:
-                chunk = raw.read1(READ_SIZE, decode_content=True)
+                chunk = _read1(raw)
             except BaseException as exc:  # noqa: BLE001 - translated
                 self._end_read()
                 if self._closed.is_set():
