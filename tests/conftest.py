@@ -12,6 +12,8 @@ import websocket
 
 from magk_client.testing import Backend
 
+pytest.register_assert_rewrite("service_helpers")  # shared helpers of the fault tests
+
 
 @pytest.fixture()
 def backend() -> Iterator[Backend]:

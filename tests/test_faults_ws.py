@@ -78,7 +78,6 @@ import gc
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import socket
@@ -93,6 +92,18 @@ import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
+from service_helpers import (
+    FAST,
+    build_service,
+    errors_of,
+    event_ids,
+    log_events,
+    open_fds,
+    rss_bytes,
+    sdk_threads,
+    times_of,
+    wait_threads_gone,
+)
 
 from magk_client import (
     AuthError,
@@ -110,99 +121,13 @@ from magk_client.testing import Backend
 from magk_client.testing.proxy import FaultProxy
 from magk_client.testing.recorder import Recorder, StateRecorder
 
+pytest_plugins = ["service_helpers"]  # its fixtures: server, proxy, and the autouse thread check
 pytestmark = pytest.mark.timeout(60)
 
-FAST: Dict[str, Any] = dict(
-    reconnect_interval_ms=20,
-    max_reconnect_interval_ms=200,
-    heartbeat_interval_ms=2000,
-    heartbeat_timeout_ms=1000,
-    connection_timeout_ms=3000,
-    message_timeout_ms=3000,
-    min_stable_connection_ms=0,
-    fallback_to_secondary=False,
-    max_reconnect_attempts=1000,
-    circuit_breaker_threshold=1000,
-)
-SDK_THREADS = ("magk-reader", "magk-supervisor", "magk-dispatcher")
-_made: List[weakref.ref[RealtimeService]] = []  # services of the running test (weakly: row 31 drops them)
-
-
 def make_service(url: str, **overrides: Any) -> RealtimeService:
-    options = dict(FAST)
-    options.update(websocket_url=url, event_source_url=None)
-    options.update(overrides)
-    service = RealtimeService(**options)
-    _made.append(weakref.ref(service))
-    return service
+    return build_service(dict(FAST, websocket_url=url, event_source_url=None), overrides)
 
 
-def sdk_threads() -> List[str]:
-    return sorted(t.name for t in threading.enumerate() if t.name.startswith(SDK_THREADS))
-
-
-def wait_threads_gone(timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    for t in threading.enumerate():
-        if t.name.startswith(SDK_THREADS):
-            t.join(max(0.0, deadline - time.monotonic()))
-    assert sdk_threads() == []
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0  # pragma: no cover
-
-
-def log_events(n: int, start: int = 0, pad: str = "") -> List[Dict[str, Any]]:
-    return [{"type": "node_log", "workflowId": "wf-1", "data": {"i": i, "pad": pad}} for i in range(start, start + n)]
-
-
-def event_ids(messages: List[RealtimeMessage]) -> List[str]:
-    return [m.id for m in messages if m.id and m.type not in ("subscription_ack", "subscription_error")]
-
-
-def times_of(states: StateRecorder, state: ConnectionState) -> List[float]:
-    return [t for (s, _), t in zip(states.items, states.times) if s is state]
-
-
-def errors_of(states: StateRecorder, state: ConnectionState) -> List[Optional[BaseException]]:
-    return [e for s, e in states.items if s is state]
-
-
-@pytest.fixture(autouse=True)
-def sdk_threads_back_to_baseline() -> Iterator[None]:
-    """After each test no SDK thread is left; a failed test's services are disconnected so that its
-    failure does not spill into the next tests."""
-    _made.clear()
-    yield
-    try:
-        wait_threads_gone()
-    finally:
-        for ref in _made:
-            leftover = ref()
-            if leftover is not None:
-                leftover.disconnect(timeout=2.0)
-        _made.clear()
-
-
-@pytest.fixture()
-def server() -> Iterator[Backend]:
-    with Backend() as backend:
-        yield backend
-
-
-@pytest.fixture()
-def proxy(server: Backend) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", server.port) as p:
-        yield p
 
 
 # ---------------------------------------------------------------------------------------------
