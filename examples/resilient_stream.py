@@ -1,34 +1,28 @@
-"""Exactly-once delivery across faults: the backend resets connections and refuses
-WebSocket upgrades while 2,000 events stream; every event still arrives once, in order.
+"""Exactly-once delivery across faults: while 2,000 events stream, the backend resets the
+connection, then refuses WebSocket upgrades (the client falls back to SSE), then accepts them
+again (the client returns to WebSocket). Every event still arrives once, in order.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import List, Optional
 
-from magk_client import ConnectionState, RealtimeMessage, RealtimeService
+from magk_client import ConnectionState, ConnectionType, RealtimeMessage, RealtimeService
 from magk_client.testing import Backend
 
 TOTAL = 2000
 
 
 def main() -> None:
-    received: list[str] = []
+    received: List[str] = []
     all_in = threading.Event()
+    connected = {kind: threading.Event() for kind in ConnectionType}
 
     def on_event(message: RealtimeMessage) -> None:
         received.append(message.id)
         if len(received) == TOTAL:
             all_in.set()
-
-    back_on_websocket = threading.Event()
-    service: RealtimeService | None = None
-
-    def on_state(state: ConnectionState, error: BaseException | None) -> None:
-        kind = service.connection_type.value if service and service.connection_type else ""
-        print(f"state: {state.value} {kind}" + (f" ({type(error).__name__})" if error else ""))
-        if service and state is ConnectionState.CONNECTED and service.get_connection_health().transport_switches >= 2:
-            back_on_websocket.set()
 
     with Backend() as backend:
         service = RealtimeService(
@@ -37,25 +31,40 @@ def main() -> None:
             reconnect_interval_ms=20,
             preferred_retry_interval_ms=300,
         )
+
+        def on_state(state: ConnectionState, error: Optional[BaseException]) -> None:
+            kind = service.connection_type
+            print(f"state: {state.value} over {kind}" + (f" ({type(error).__name__})" if error else ""))
+            if state is ConnectionState.CONNECTED and kind is not None:
+                connected[kind].set()
+
+        def publish(start: int, stop: int) -> None:
+            backend.publish_many({"type": "node_log", "data": {"i": i}} for i in range(start, stop))
+
         service.on_connection_state_change(on_state)
         service.subscribe("node_log", on_event)
         with service:
-            for start in range(0, TOTAL, 100):
-                backend.publish_many({"type": "node_log", "data": {"i": i}} for i in range(start, start + 100))
-                if start == 500:
-                    backend.drop_connections()  # a reset with no close frame
-                if start == 1000:
-                    backend.refuse_websocket(503)  # the client falls back to SSE...
-                    backend.drop_connections()
-                if start == 1500:
-                    backend.refuse_websocket(None)  # ...and comes back to WebSocket
+            publish(0, 500)
+            connected[ConnectionType.WEBSOCKET].clear()
+            backend.drop_connections()  # a reset with no close frame: reconnect and resume
+            publish(500, 1000)
+            connected[ConnectionType.WEBSOCKET].wait(10)
+            backend.refuse_websocket(503)  # the client falls back to SSE...
+            backend.drop_connections()
+            publish(1000, 1500)
+            connected[ConnectionType.EVENTSOURCE].wait(10)
+            connected[ConnectionType.WEBSOCKET].clear()
+            backend.refuse_websocket(None)  # ...and returns to WebSocket within 300 ms
+            connected[ConnectionType.WEBSOCKET].wait(10)
+            publish(1500, TOTAL)
             all_in.wait(30)
-            back_on_websocket.wait(10)
             health = service.get_connection_health()
         sent = [e["id"] for e in backend.logged_events()]
     print(f"received {len(received)} of {len(sent)}; in order and exactly once: {received == sent}")
-    print(f"reconnects {health.total_reconnects}, switches {health.transport_switches}, "
-          f"duplicates dropped {health.duplicates_dropped}")
+    print(
+        f"reconnects {health.total_reconnects}, switches {health.transport_switches}, "
+        f"duplicates dropped {health.duplicates_dropped}"
+    )
 
 
 if __name__ == "__main__":
