@@ -939,6 +939,7 @@ class RealtimeService:
             self._direct_send = False
             self._connected_since = None
             self._tracker.on_disconnected(now)
+            self._changed.notify_all()  # reconnect() waits for the old connection to be gone
         if stop.is_set():
             return None
         if isinstance(error, MessageTooLargeError):
