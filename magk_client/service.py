@@ -89,7 +89,7 @@ from .security import (
     check_plaintext_credentials,
     url_with_token,
 )
-from .transports.base import Inbound, SSEEvent, Transport, TransportOptions
+from .transports.base import Inbound, Transport, TransportOptions
 
 __all__ = ["MessageStream", "RealtimeService"]
 
@@ -1029,27 +1029,35 @@ class RealtimeService:
     # ------------------------------------------------------------------ reader
 
     def _process(self, conn: _Connection, items: List[Inbound]) -> None:
+        """Decode a batch, handle control messages, drop duplicates, hand over (reader thread).
+
+        The per-message hot path: names are bound to locals once per batch."""
         now = time.time()
         depth = self._config.max_json_depth
         delivery = self._delivery
+        accept = delivery.accept
+        decode = codec.decode
+        from_sse = codec.from_backend_message
+        transformers = self._transformers
+        invalid = codec.InvalidMessage
         out: List[Any] = []
+        append = out.append
         for item in items:
             try:
-                if type(item) is str:
-                    message = codec.decode(item, now, depth)
+                if isinstance(item, str):
+                    message = decode(item, now, depth)
                 else:
-                    assert isinstance(item, SSEEvent)
-                    if not item.dispatch:
+                    if not item.dispatch:  # an SSE id-only block: only the resume point moves
                         delivery.set_last_event_id(item.id or None)
                         continue
-                    decoded = codec.from_backend_message(item, self._transformers, now, depth)
+                    decoded = from_sse(item, transformers, now, depth)
                     if decoded is None:
                         continue
                     message = decoded
                     if not message.id and item.id:
                         # no id in the envelope: the SSE last-event-id buffer is the resume point
                         delivery.set_last_event_id(item.id)
-            except codec.InvalidMessage as exc:
+            except invalid as exc:
                 self._invalid += 1
                 self._report(exc, escalate=False)
                 continue
@@ -1058,7 +1066,7 @@ class RealtimeService:
                 self._on_control(conn, message)
                 if not any(sub.event_types is not None for sub in self._router.match(message)):
                     continue
-            elif message.id and not delivery.accept(message.id):
+            elif message.id and not accept(message.id):
                 continue
             elif mtype is MessageType.SUBSCRIPTION_ACK:
                 # A server may tell where the stream stands; a client with no event yet resumes from there.
@@ -1070,8 +1078,8 @@ class RealtimeService:
                 last = message.data.get("lastEventId")
                 gap = ResumeGapError(last if isinstance(last, str) else None)
                 logger.warning("%s", gap)
-                out.append(_Notice("gap", None, gap))
-            out.append(message)
+                append(_Notice("gap", None, gap))
+            append(message)
         self._received += len(items)
         self._last_message_at = now
         if not out:
