@@ -41,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from magk_client import RealtimeMessage, RealtimeService
 from magk_client.testing.backend import Backend
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -310,6 +311,95 @@ class ServerHost:
                 self._proc.join(5.0)
         if self._thread is not None:
             self._thread.join(10.0)
+
+
+# ---------------------------------------------------------------------------------------- SDK runners
+
+#: the event type the servers send
+EVENT_TYPE = "node_progress_update"
+
+
+class Counter:
+    """The no-op callback: count, and set ``done`` at ``target``."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.count = 0
+        self.done = threading.Event()
+
+    def __call__(self, message: RealtimeMessage) -> None:
+        self.count += 1
+        if self.count == self.target:
+            self.done.set()
+
+
+def sdk_throughput(
+    make_service: Callable[[str], RealtimeService], host: ServerHost, url: str, n: int, backend: bool
+) -> float:
+    """RealtimeService to a counting no-op callback: messages/s (shared by the WS and SSE benchmarks)."""
+    counter = Counter(n)
+    attached = threading.Event()
+    service = make_service(url)
+    service.subscribe(EVENT_TYPE, counter)
+    service.subscribe("subscription_ack", lambda _m: attached.set())
+    try:
+        service.connect(timeout=10)
+        if backend and not attached.wait(10):
+            raise RuntimeError("no subscription_ack from the Backend")
+        start = time.perf_counter()
+        if backend:
+            host.begin("publish", n)
+        ok = counter.done.wait(RUN_TIMEOUT)
+        elapsed = time.perf_counter() - start
+        health = service.get_connection_health()
+        if backend:
+            host.end()
+    finally:
+        service.disconnect()
+    if not ok:
+        raise RuntimeError(
+            f"SDK delivered {counter.count} of {n} in {RUN_TIMEOUT} s "
+            f"(dispatch_dropped={health.dispatch_dropped}, errors={health.errors[-3:]})"
+        )
+    return n / elapsed
+
+
+def sdk_latency(
+    make_service: Callable[[str], RealtimeService],
+    host: ServerHost,
+    url: str,
+    count: int,
+    backend: bool,
+    rate: float,
+    duration: float,
+) -> List[float]:
+    """One-way latency samples (s), server send to callback, at ``rate`` msg/s."""
+    samples: List[float] = []
+    done = threading.Event()
+    attached = threading.Event()
+    clock = time.perf_counter
+
+    def on_event(message: RealtimeMessage) -> None:
+        samples.append(clock() - message.data["t"])
+        if len(samples) == count:
+            done.set()
+
+    service = make_service(url)
+    service.subscribe(EVENT_TYPE, on_event)
+    service.subscribe("subscription_ack", lambda _m: attached.set())
+    try:
+        service.connect(timeout=10)
+        if backend:
+            if not attached.wait(10):
+                raise RuntimeError("no subscription_ack from the Backend")
+            host.begin("paced", rate, duration)
+        if not done.wait(duration + 30):
+            raise RuntimeError(f"SDK delivered {len(samples)} of {count} paced messages")
+        if backend:
+            host.end()
+    finally:
+        service.disconnect()
+    return samples
 
 
 # ---------------------------------------------------------------------------------------- reporting

@@ -32,10 +32,10 @@ Targets (issue 4): ratio >= 1.0 (goal 1.2).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
-import threading
 import time
 from typing import Iterator, List, Optional
 
@@ -44,11 +44,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import requests
 import sseclient
-from _servers import RUN_TIMEOUT, ServerHost, bench_main
+from _servers import ServerHost, bench_main
+from _servers import sdk_latency as _sdk_latency
+from _servers import sdk_throughput as _sdk_throughput
 
-from magk_client import RealtimeMessage, RealtimeService
-
-EVENT_TYPE = "node_progress_update"
+from magk_client import RealtimeService
 
 
 def _service(url: str) -> RealtimeService:
@@ -94,46 +94,7 @@ def raw_throughput(host: ServerHost, url: str, n: int, backend: bool) -> float:
     return n / elapsed
 
 
-class Counter:
-    """The no-op callback: count, and set ``done`` at ``target``."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.count = 0
-        self.done = threading.Event()
-
-    def __call__(self, message: RealtimeMessage) -> None:
-        self.count += 1
-        if self.count == self.target:
-            self.done.set()
-
-
-def sdk_throughput(host: ServerHost, url: str, n: int, backend: bool) -> float:
-    counter = Counter(n)
-    attached = threading.Event()
-    service = _service(url)
-    service.subscribe(EVENT_TYPE, counter)
-    service.subscribe("subscription_ack", lambda _m: attached.set())
-    try:
-        service.connect(timeout=10)
-        if backend and not attached.wait(10):
-            raise RuntimeError("no subscription_ack from the Backend")
-        start = time.perf_counter()
-        if backend:
-            host.begin("publish", n)
-        ok = counter.done.wait(RUN_TIMEOUT)
-        elapsed = time.perf_counter() - start
-        health = service.get_connection_health()
-        if backend:
-            host.end()
-    finally:
-        service.disconnect()
-    if not ok:
-        raise RuntimeError(
-            f"SDK delivered {counter.count} of {n} in {RUN_TIMEOUT} s "
-            f"(dispatch_dropped={health.dispatch_dropped}, errors={health.errors[-3:]})"
-        )
-    return n / elapsed
+sdk_throughput = functools.partial(_sdk_throughput, _service)
 
 
 # ---------------------------------------------------------------------------------------- latency
@@ -159,33 +120,7 @@ def raw_latency(host: ServerHost, url: str, count: int, backend: bool, rate: flo
     return samples
 
 
-def sdk_latency(host: ServerHost, url: str, count: int, backend: bool, rate: float, duration: float) -> List[float]:
-    samples: List[float] = []
-    done = threading.Event()
-    attached = threading.Event()
-    clock = time.perf_counter
-
-    def on_event(message: RealtimeMessage) -> None:
-        samples.append(clock() - message.data["t"])
-        if len(samples) == count:
-            done.set()
-
-    service = _service(url)
-    service.subscribe(EVENT_TYPE, on_event)
-    service.subscribe("subscription_ack", lambda _m: attached.set())
-    try:
-        service.connect(timeout=10)
-        if backend:
-            if not attached.wait(10):
-                raise RuntimeError("no subscription_ack from the Backend")
-            host.begin("paced", rate, duration)
-        if not done.wait(duration + 30):
-            raise RuntimeError(f"SDK delivered {len(samples)} of {count} paced messages")
-        if backend:
-            host.end()
-    finally:
-        service.disconnect()
-    return samples
+sdk_latency = functools.partial(_sdk_latency, _service)
 
 
 # ---------------------------------------------------------------------------------------- main
