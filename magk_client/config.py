@@ -11,7 +11,6 @@ Configs are validated on construction and are treated as immutable values:
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import math
 import re
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 from dataclasses_json import DataClassJsonMixin
 
 from .errors import ConfigError, ErrorCategory
-from .models import ConnectionType
+from .models import ConnectionType, StrEnum
 
 __all__ = [
     "ErrorRecoveryConfig",
@@ -41,7 +40,7 @@ def _snake(key: str) -> str:
     return _CAMEL_RE.sub("_", key).lower()
 
 
-class RecoveryStrategy(str, enum.Enum):
+class RecoveryStrategy(StrEnum):
     """What to do about an error of a given category."""
 
     RECONNECT = "reconnect"
@@ -49,9 +48,6 @@ class RecoveryStrategy(str, enum.Enum):
     QUEUE_OFFLINE = "queue_offline"
     NOTIFY_ONLY = "notify_only"
     ESCALATE = "escalate"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class _ConfigBase(DataClassJsonMixin):

@@ -23,12 +23,20 @@ __all__ = [
     "ConnectionType",
     "MessageType",
     "RealtimeMessage",
+    "StrEnum",
     "WorkflowCommand",
     "message_type",
 ]
 
 
-class MessageType(str, enum.Enum):
+class StrEnum(str, enum.Enum):
+    """A ``str`` enum whose ``str()`` is its value (``enum.StrEnum`` is 3.11+)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class MessageType(StrEnum):
     """The message types of protocol v1. A ``str`` enum: compares equal to its value."""
 
     NODE_STATUS_UPDATE = "node_status_update"
@@ -44,9 +52,6 @@ class MessageType(str, enum.Enum):
     SUBSCRIPTION_ACK = "subscription_ack"
     SUBSCRIPTION_ERROR = "subscription_error"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 _TYPES: Dict[str, MessageType] = {t.value: t for t in MessageType}
 
@@ -58,7 +63,7 @@ def message_type(value: Union[str, MessageType]) -> Union[MessageType, str]:
     return _TYPES.get(value, value)
 
 
-class ConnectionState(str, enum.Enum):
+class ConnectionState(StrEnum):
     """Where a service is in its life cycle."""
 
     DISCONNECTED = "disconnected"
@@ -68,29 +73,20 @@ class ConnectionState(str, enum.Enum):
     ERROR = "error"
     CLOSED = "closed"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class ConnectionType(str, enum.Enum):
+class ConnectionType(StrEnum):
     """The transport in use."""
 
     WEBSOCKET = "websocket"
     EVENTSOURCE = "eventsource"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class CircuitState(str, enum.Enum):
+class CircuitState(StrEnum):
     """The circuit breaker's state."""
 
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _CAMEL = config(letter_case=LetterCase.CAMEL)
