@@ -167,33 +167,27 @@ class Engine:
     def _cmd_pause_workflow(
         self, wf: Workflow, node_id: Optional[str], data: Dict[str, Any]
     ) -> Dict[str, Any]:
-        if wf.state != "running":
-            raise CommandError(f"cannot pause workflow {wf.workflow_id!r}: it is {wf.state}, not running")
-        wf.state = "paused"
+        self._transition(wf, "pause", "running", "paused", "workflow_paused")
+        return self._answer(wf)
+
+    def _transition(self, wf: Workflow, verb: str, before: str, after: str, event: str) -> None:
+        """Pause or resume: the workflow and its current node go from ``before`` to ``after``."""
+        if wf.state != before:
+            raise CommandError(f"cannot {verb} workflow {wf.workflow_id!r}: it is {wf.state}, not {before}")
+        wf.state = after
         node = self._current_node(wf)
-        payload: Dict[str, Any] = {"type": "workflow_paused"}
+        payload: Dict[str, Any] = {"type": event}
         if node is not None:
             payload["nodeId"] = node
         self._emit("workflow_event", wf.workflow_id, node, payload)
-        if node is not None and wf.node_status.get(node) == "running":
-            wf.node_status[node] = "paused"
-            self._emit("node_status_update", wf.workflow_id, node, {"status": "paused"})
-        return self._answer(wf)
+        if node is not None and wf.node_status.get(node) == before:
+            wf.node_status[node] = after
+            self._emit("node_status_update", wf.workflow_id, node, {"status": after})
 
     def _cmd_resume_workflow(
         self, wf: Workflow, node_id: Optional[str], data: Dict[str, Any]
     ) -> Dict[str, Any]:
-        if wf.state != "paused":
-            raise CommandError(f"cannot resume workflow {wf.workflow_id!r}: it is {wf.state}, not paused")
-        wf.state = "running"
-        node = self._current_node(wf)
-        payload: Dict[str, Any] = {"type": "workflow_resumed"}
-        if node is not None:
-            payload["nodeId"] = node
-        self._emit("workflow_event", wf.workflow_id, node, payload)
-        if node is not None and wf.node_status.get(node) == "paused":
-            wf.node_status[node] = "running"
-            self._emit("node_status_update", wf.workflow_id, node, {"status": "running"})
+        self._transition(wf, "resume", "paused", "running", "workflow_resumed")
         waiter = wf.resume_waiter
         wf.resume_waiter = None
         if waiter is not None and not waiter.done():
