@@ -492,6 +492,54 @@ def test_s21_decoder_agrees_with_a_reference_transcription_of_the_standard(raw: 
     assert decode_all([raw]) == reference(raw)
 
 
+# Blocks close to the canonical ``id: <x>`` + ``data: <json>`` shape (the decoder's batch fast
+# path), with the variations that must send a batch down the full path instead.
+_canonical_block = st.one_of(
+    st.tuples(st.sampled_from([b"id: ", b"id:", b"id:  "]), st.sampled_from([b"e-1", b"7", b"a:b", b"\xe2\x82\xac", b""]))
+    .map(lambda t: t[0] + t[1] + b"\ndata: {}"),
+    st.sampled_from(
+        [
+            b"id\ndata: x",  # id without colon: an empty id
+            b"id: 5\ndata",  # data without colon
+            b"id: 5\ndata:",  # empty data
+            b"data: x\nid: 9",  # id after data
+            b"id: 5\nevent: custom",
+            b"id: 5\n: comment",
+            b"id: 5\nid: 6",
+            b"id: a\x00b\ndata: z",
+            b"id: 5\nretry: 10",
+            b"ids: 5\ndata: x",
+            b"id: 5\ndatum: x",
+            b"data: only",
+            b"id: only",
+            b"",
+        ]
+    ),
+)
+_canonical_streams = st.lists(
+    st.tuples(_canonical_block, st.sampled_from([b"\n\n", b"\r\n\r\n", b"\r\r", b"\n\n\n"])),
+    max_size=12,
+).map(lambda blocks: b"".join(block + end for block, end in blocks))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_canonical_streams, cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=6))
+def test_s21_canonical_batches_agree_with_the_reference(raw: bytes, cuts: List[int]) -> None:
+    expected = reference(raw)
+    assert decode_all([raw]) == expected
+    assert decode_all(_split(raw, cuts)) == expected
+
+
+def test_canonical_batch_takes_ids_from_the_id_lines() -> None:
+    raw = b"".join(b"id: e-%d\ndata: {\"n\": %d}\n\n" % (i, i) for i in range(50))
+    d = SSEDecoder(last_event_id="e-0")
+    events = d.feed(raw)
+    assert [(e.data, e.event, e.id, e.dispatch) for e in events] == [
+        (f'{{"n": {i}}}', "message", f"e-{i}", True) for i in range(50)
+    ]
+    assert d.last_event_id == "e-49"
+
+
 def test_partial_event_survives_many_reads_once_complete() -> None:
     srv_steps: List[Step] = [b"data: " + b"x" * 100 + b"\n" for _ in range(50)] + [b"\n"]
     got = events(srv_steps, chunked=True)
