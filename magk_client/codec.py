@@ -88,7 +88,7 @@ def decode(
 ) -> RealtimeMessage:
     """Decode one wire message. Raises :class:`InvalidMessage` on any bad input."""
     try:
-        if isinstance(text, bytes):
+        if not isinstance(text, str):
             text = text.decode("utf-8")
         try:
             # Fast path: one object starting at offset 0 and ending at the end of the text.
@@ -103,44 +103,38 @@ def decode(
         raise InvalidMessage(f"message is not valid JSON: {str(exc)[:200]}") from None
     if type(obj) is not dict:
         raise InvalidMessage(f"message must be a JSON object, got {type(obj).__name__}")
-    # Cheap guard first: a message with fewer brackets than the limit cannot nest past it.
-    brackets = text.count("{") + text.count("[") if isinstance(text, str) else max_depth + 1
-    if brackets > max_depth and _depth(obj, max_depth):
+    # Cheap guards first: nesting d levels takes 2d characters, and at least d brackets.
+    if (
+        len(text) > 2 * max_depth
+        and text.count("{") + text.count("[") > max_depth
+        and _depth(obj, max_depth)
+    ):
         raise InvalidMessage(f"message nests deeper than max_json_depth={max_depth}")
     return decode_object(obj, received_at)
 
 
 def decode_object(obj: Mapping[str, Any], received_at: Optional[float] = None) -> RealtimeMessage:
     """Build a message from a decoded JSON object (validated; legacy format normalised)."""
-    mtype = obj.get("type")
-    if type(mtype) is not str or not mtype:
-        raise InvalidMessage("message has no string 'type'")
-    mid = obj.get("id", "")
-    if mid is None:
-        mid = ""
-    elif type(mid) is not str:
-        if type(mid) is int:
-            mid = str(mid)
-        else:
-            raise InvalidMessage(f"message 'id' must be a string, got {type(mid).__name__}")
-    data = obj.get("data")
-    if data is None:
-        data = {}
-    elif type(data) is not dict:
-        raise InvalidMessage(f"message 'data' must be an object, got {type(data).__name__}")
-    workflow_id = obj.get("workflowId")
-    node_id = obj.get("nodeId")
-    if (workflow_id is not None and type(workflow_id) is not str) or (
-        node_id is not None and type(node_id) is not str
+    get = obj.get
+    mtype = get("type")
+    mid = get("id", "")
+    data = get("data")
+    workflow_id = get("workflowId")
+    node_id = get("nodeId")
+    timestamp = get("timestamp", "")
+    if not (
+        type(mtype) is str
+        and type(mid) is str
+        and type(data) is dict
+        and type(timestamp) is str
+        and (workflow_id is None or type(workflow_id) is str)
+        and (node_id is None or type(node_id) is str)
+        and mtype
+        and mtype not in _LEGACY_TYPES
     ):
-        raise InvalidMessage("message 'workflowId'/'nodeId' must be strings")
-    timestamp = obj.get("timestamp", "")
-    if type(timestamp) is not str:
-        timestamp = str(timestamp) if isinstance(timestamp, (int, float)) else ""
-    retry = obj.get("retry")
-    version = obj.get("version")
-    if mtype in _LEGACY_TYPES:
-        mtype, data = _normalise_legacy(mtype, data)
+        mtype, mid, data, timestamp = _check_fields(mtype, mid, data, workflow_id, node_id, timestamp)
+    retry = get("retry")
+    version = get("version")
     # Hot path: every field is checked above, so build the dataclass without __init__/__post_init__
     # (half the cost); the result is identical to RealtimeMessage(...).
     message: RealtimeMessage = _new(RealtimeMessage)
@@ -156,6 +150,34 @@ def decode_object(obj: Mapping[str, Any], received_at: Optional[float] = None) -
         "received_at": time.time() if received_at is None else received_at,
     }
     return message
+
+
+def _check_fields(
+    mtype: Any, mid: Any, data: Any, workflow_id: Any, node_id: Any, timestamp: Any
+) -> Tuple[str, str, Dict[str, Any], str]:
+    """The envelope fields off the fast path: validated, coerced, legacy types normalised."""
+    if type(mtype) is not str or not mtype:
+        raise InvalidMessage("message has no string 'type'")
+    if mid is None:
+        mid = ""
+    elif type(mid) is not str:
+        if type(mid) is int:
+            mid = str(mid)
+        else:
+            raise InvalidMessage(f"message 'id' must be a string, got {type(mid).__name__}")
+    if data is None:
+        data = {}
+    elif type(data) is not dict:
+        raise InvalidMessage(f"message 'data' must be an object, got {type(data).__name__}")
+    if (workflow_id is not None and type(workflow_id) is not str) or (
+        node_id is not None and type(node_id) is not str
+    ):
+        raise InvalidMessage("message 'workflowId'/'nodeId' must be strings")
+    if type(timestamp) is not str:
+        timestamp = str(timestamp) if isinstance(timestamp, (int, float)) else ""
+    if mtype in _LEGACY_TYPES:
+        mtype, data = _normalise_legacy(mtype, data)
+    return mtype, mid, data, timestamp
 
 
 def _normalise_legacy(mtype: str, data: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:

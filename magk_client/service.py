@@ -102,6 +102,10 @@ MessageCallback = Callable[[RealtimeMessage], Any]
 Remover = Callable[[], None]
 
 _CONTROL = frozenset({MessageType.PING, MessageType.PONG, MessageType.HEARTBEAT})
+#: Messages waiting for the dispatcher above which the reader hands it the GIL (see _process).
+_HANDOFF_BACKLOG = 512
+#: The longest the reader waits for the dispatcher to catch up, per batch (seconds).
+_HANDOFF_WAIT = 0.005
 _service_numbers = itertools.count(1)
 _STOP = object()
 
@@ -256,6 +260,8 @@ class RealtimeService:
         self._resume_gaps = 0  # reader
         self._dispatch_dropped = 0  # reader
         self._dispatched = 0  # dispatcher
+        #: set by the dispatcher when it has delivered every batch handed to it
+        self._caught_up = threading.Event()
         self._delivered = 0  # dispatcher
         self._callback_errors = 0  # dispatcher
         self._sent = 0  # lock
@@ -1047,13 +1053,16 @@ class RealtimeService:
                 if isinstance(item, str):
                     message = decode(item, now, depth)
                 else:
-                    if not item.dispatch:  # an SSE id-only block: only the resume point moves
+                    if item.event == "message" and item.dispatch:  # an unnamed SSE event: an envelope
+                        message = decode(item.data, now, depth)
+                    elif not item.dispatch:  # an SSE id-only block: only the resume point moves
                         delivery.set_last_event_id(item.id or None)
                         continue
-                    decoded = from_sse(item, transformers, now, depth)
-                    if decoded is None:
-                        continue
-                    message = decoded
+                    else:
+                        decoded = from_sse(item, transformers, now, depth)
+                        if decoded is None:
+                            continue
+                        message = decoded
                     if not message.id and item.id:
                         # no id in the envelope: the SSE last-event-id buffer is the resume point
                         delivery.set_last_event_id(item.id)
@@ -1094,6 +1103,16 @@ class RealtimeService:
             return
         self._enqueued += len(out)
         self._dispatch_q.put(out)
+        if pending + len(out) > _HANDOFF_BACKLOG:
+            # Under the GIL the dispatcher runs only when this thread lets it: left alone, the
+            # reader decodes thousands of messages ahead, which then live long enough for the
+            # cyclic GC to promote and rescan them (about 15 % of the reader's time at full
+            # rate) and wait in the queue for milliseconds. Waiting here (the GIL released)
+            # lets the dispatcher catch up now; bounded, so a slow callback only slows reading.
+            caught_up = self._caught_up
+            caught_up.clear()
+            if self._enqueued != self._dispatched:
+                caught_up.wait(_HANDOFF_WAIT)
 
     def _on_control(self, conn: _Connection, message: RealtimeMessage) -> None:
         data = message.data
@@ -1142,6 +1161,8 @@ class RealtimeService:
                     self._callback_failed(sub, exc)
         self._delivered += delivered
         self._dispatched += len(item)
+        if self._dispatched == self._enqueued:
+            self._caught_up.set()
 
     def _callback_failed(self, sub: Subscription, exc: Exception) -> None:
         """A callback (or its filter) raised: log, count, report to error listeners; go on."""
