@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional, Tuple, Union
 
 from .errors import ConfigError
 from .models import MessageType, RealtimeMessage
@@ -192,27 +192,28 @@ class SubscriptionRouter:
 
     # ---- readers (lock-free)
 
-    def match(self, message: RealtimeMessage) -> List[Subscription]:
+    def match(self, message: RealtimeMessage) -> Tuple[Subscription, ...]:
         """The subscriptions ``message`` goes to, in subscription order.
 
         Checks type, workflow and node; does not call filters (the dispatcher calls
-        :meth:`Subscription.accepts`). Lock-free: one dict lookup in the common case.
+        :meth:`Subscription.accepts`). Lock-free: one dict lookup in the common case,
+        which returns a tuple of the snapshot as it is (no copy).
         """
         snap = self._snapshot
         key = message.type
         group = snap.by_type.get(key)
         if group is None:
             if not snap.wildcard_scoped:
-                return list(snap.wildcard)
+                return snap.wildcard
             group = snap.wildcard
         elif key not in snap.scoped_types:
-            return list(group)
+            return group
         wf, node = message.workflow_id, message.node_id
-        return [
+        return tuple(
             s
             for s in group
             if (s.workflow_id is None or s.workflow_id == wf) and (s.node_id is None or s.node_id == node)
-        ]
+        )
 
     def get(self, sub_id: str) -> Optional[Subscription]:
         return self._snapshot.by_id.get(sub_id)

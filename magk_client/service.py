@@ -1141,17 +1141,17 @@ class RealtimeService:
             self._deliver_notice(item)
             return
         match = self._router.match
-        delivered = 0
+        notices = 0
         for message in item:  # the per-message hot path: keep it to lookups and calls
             if type(message) is _Notice:
+                notices += 1
                 self._deliver_notice(message)
                 continue
-            delivered += 1
             subs = match(message)
             if not subs:
                 continue
             if message.type in _CONTROL:
-                subs = [s for s in subs if s.event_types is not None]
+                subs = tuple(s for s in subs if s.event_types is not None)
             for sub in subs:
                 check = sub.filter
                 try:
@@ -1159,7 +1159,7 @@ class RealtimeService:
                         sub.callback(message)
                 except Exception as exc:  # noqa: BLE001 - user code: reported, delivery goes on
                     self._callback_failed(sub, exc)
-        self._delivered += delivered
+        self._delivered += len(item) - notices
         self._dispatched += len(item)
         if self._dispatched == self._enqueued:
             self._caught_up.set()

@@ -55,7 +55,7 @@ def test_unknown_type_subscription_receives_unknown_messages() -> None:
     r = SubscriptionRouter()
     sid = r.add("custom_event", _noop)
     assert [s.id for s in r.match(msg("custom_event"))] == [sid]
-    assert r.match(msg(MessageType.NODE_LOG)) == []
+    assert r.match(msg(MessageType.NODE_LOG)) == ()
     assert r.types() == frozenset({"custom_event"})
 
 
@@ -70,7 +70,7 @@ def test_workflow_and_node_scoping() -> None:
     assert [s.id for s in r.match(msg("node_result", None, "n-3"))] == [any_wf, node3]
     assert [s.id for s in r.match(msg("node_log", "wf-1", "n-2"))] == [wf1_n2]
     assert [s.id for s in r.match(msg("node_log", "wf-9", "n-3"))] == [node3]
-    assert r.match(msg("node_log")) == []
+    assert r.match(msg("node_log")) == ()
 
 
 def test_match_and_matches_do_not_call_filter_but_accepts_does() -> None:
@@ -116,7 +116,7 @@ def test_remove_and_clear() -> None:
     assert a not in r and b in r and r.get(b) is not None and r.get(a) is None
     r.add(None, _noop)
     assert r.clear() == 2
-    assert len(r) == 0 and r.match(msg("node_log")) == []
+    assert len(r) == 0 and r.match(msg("node_log")) == ()
 
 
 @pytest.mark.parametrize(
@@ -137,11 +137,14 @@ def test_add_validates(event_types: Any, callback: Any, kwargs: dict[str, Any]) 
     assert len(r) == 0
 
 
-def test_match_result_is_a_fresh_list() -> None:
+def test_match_result_is_immutable_and_survives_later_changes() -> None:
     r = SubscriptionRouter()
-    r.add(None, _noop)
+    a = r.add(None, _noop)
     first = r.match(msg("x"))
-    first.clear()
+    assert isinstance(first, tuple)
+    r.remove(a)
+    r.add("x", _noop)
+    assert [s.id for s in first] == [a]
     assert len(r.match(msg("x"))) == 1
 
 
