@@ -325,17 +325,12 @@ class SSEDecoder:
         del ids[0]
         if "" in ids:
             return None  # an empty id resets the buffer: the full path handles that
-        events = list(_BlockParser(bodies).events())
-        if len(events) != count:
+        # Only ``data`` is taken from each sseclient-py event, so none outlives its turn.
+        datas = [ev.data for ev in _BlockParser(bodies).events()]
+        if len(datas) != count:
             return None
         self.last_event_id = ids[-1]
-        return list(
-            map(
-                _new_tuple,
-                repeat(SSEEvent),
-                zip([ev.data for ev in events], repeat("message"), ids, repeat(True)),
-            )
-        )
+        return list(map(_new_tuple, repeat(SSEEvent), zip(datas, repeat("message"), ids, repeat(True))))
 
     def _parse_fast(self, complete: bytes) -> Optional[List[SSEEvent]]:
         """The common batch, with no line-by-line scan here: every ``id`` line sits in a
