@@ -1046,6 +1046,8 @@ class RealtimeService:
         from_sse = codec.from_backend_message
         transformers = self._transformers
         invalid = codec.InvalidMessage
+        control = _CONTROL
+        ack, refusal = MessageType.SUBSCRIPTION_ACK, MessageType.SUBSCRIPTION_ERROR
         out: List[Any] = []
         append = out.append
         for item in items:
@@ -1071,18 +1073,18 @@ class RealtimeService:
                 self._report(exc, escalate=False)
                 continue
             mtype = message.type
-            if mtype in _CONTROL:
+            if mtype in control:
                 self._on_control(conn, message)
                 if not any(sub.event_types is not None for sub in self._router.match(message)):
                     continue
             elif message.id and not accept(message.id):
                 continue
-            elif mtype is MessageType.SUBSCRIPTION_ACK:
+            elif mtype is ack:
                 # A server may tell where the stream stands; a client with no event yet resumes from there.
                 position = message.data.get("lastEventId")
                 if isinstance(position, str) and position and delivery.last_event_id is None:
                     delivery.set_last_event_id(position)
-            elif mtype is MessageType.SUBSCRIPTION_ERROR and message.data.get("code") == "resume_gap":
+            elif mtype is refusal and message.data.get("code") == "resume_gap":
                 self._resume_gaps += 1
                 last = message.data.get("lastEventId")
                 gap = ResumeGapError(last if isinstance(last, str) else None)
@@ -1104,11 +1106,11 @@ class RealtimeService:
         self._enqueued += len(out)
         self._dispatch_q.put(out)
         if pending + len(out) > _HANDOFF_BACKLOG:
-            # Under the GIL the dispatcher runs only when this thread lets it: left alone, the
-            # reader decodes thousands of messages ahead, which then live long enough for the
-            # cyclic GC to promote and rescan them (about 15 % of the reader's time at full
-            # rate) and wait in the queue for milliseconds. Waiting here (the GIL released)
-            # lets the dispatcher catch up now; bounded, so a slow callback only slows reading.
+            # Under the GIL the dispatcher runs only when this thread lets it: at full rate the
+            # reader wins every GIL race after its socket reads, so it decoded 4,000-5,000
+            # messages ahead of the callbacks (tens of milliseconds of queueing). Waiting here,
+            # the GIL released, lets the dispatcher catch up now (the backlog stays under about
+            # 700); bounded, so a slow callback only slows reading down.
             caught_up = self._caught_up
             caught_up.clear()
             if self._enqueued != self._dispatched:
