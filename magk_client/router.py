@@ -83,15 +83,19 @@ class _Snapshot:
 
     __slots__ = ("by_id", "by_type", "scoped_types", "wildcard", "wildcard_scoped")
 
-    def __init__(self, subs: Tuple[Subscription, ...]) -> None:
+    def __init__(self, subs: Tuple[Subscription, ...], private: FrozenSet[str] = frozenset()) -> None:
         self.by_id: Dict[str, Subscription] = {s.id: s for s in subs}
         self.wildcard: Tuple[Subscription, ...] = tuple(s for s in subs if s.event_types is None)
         self.wildcard_scoped = any(s.scoped for s in self.wildcard)
-        named = {t for s in subs if s.event_types is not None for t in s.event_types}
+        # Types wildcards do not get are indexed too (an empty group when nobody names them).
+        named = {t for s in subs if s.event_types is not None for t in s.event_types} | private
         by_type: Dict[str, Tuple[Subscription, ...]] = {}
         scoped = set()
         for t in named:
-            group = tuple(s for s in subs if s.event_types is None or t in s.event_types)
+            wildcards_too = t not in private
+            group = tuple(
+                s for s in subs if (s.event_types is None and wildcards_too) or (s.event_types and t in s.event_types)
+            )
             # Index by the plain string and by the enum member: they hash alike on the
             # Pythons we know (then this is one key), and lookups stay right if not.
             keys: Tuple[str, ...] = (t, _MEMBERS[t]) if t in _MEMBERS else (t,)
@@ -103,9 +107,6 @@ class _Snapshot:
         self.scoped_types: FrozenSet[str] = frozenset(scoped)
 
 
-_EMPTY = _Snapshot(())
-
-
 class SubscriptionRouter:
     """The set of subscriptions, matched per message without a lock.
 
@@ -114,10 +115,14 @@ class SubscriptionRouter:
     ``len()``) use whichever snapshot is current, never a half-built one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, private_types: Iterable[Union[str, MessageType]] = ()) -> None:
+        """``private_types``: types only subscriptions that name them get; wildcard
+        subscriptions never see them (the service's ping, pong and heartbeat)."""
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._snapshot = _EMPTY
+        self._private: FrozenSet[str] = frozenset(_type_key(t) for t in private_types)
+        self._empty = _Snapshot((), self._private)
+        self._snapshot = self._empty
 
     # ---- writers
 
@@ -171,7 +176,7 @@ class SubscriptionRouter:
                 filter=filter,
             )
             subs = (*self._snapshot.by_id.values(), sub)
-            self._snapshot = _Snapshot(subs)
+            self._snapshot = _Snapshot(subs, self._private)
         return sub.id
 
     def remove(self, sub_id: str) -> bool:
@@ -180,14 +185,14 @@ class SubscriptionRouter:
             current = self._snapshot
             if sub_id not in current.by_id:
                 return False
-            self._snapshot = _Snapshot(tuple(s for s in current.by_id.values() if s.id != sub_id))
+            self._snapshot = _Snapshot(tuple(s for s in current.by_id.values() if s.id != sub_id), self._private)
         return True
 
     def clear(self) -> int:
         """Remove every subscription; return how many there were."""
         with self._lock:
             count = len(self._snapshot.by_id)
-            self._snapshot = _EMPTY
+            self._snapshot = self._empty
         return count
 
     # ---- readers (lock-free)
@@ -224,7 +229,7 @@ class SubscriptionRouter:
 
     def types(self) -> FrozenSet[str]:
         """Every type some subscription names (wildcards excluded)."""
-        return frozenset(self._snapshot.by_type)
+        return frozenset(t for s in self._snapshot.by_id.values() if s.event_types for t in s.event_types)
 
     def __len__(self) -> int:
         return len(self._snapshot.by_id)

@@ -231,7 +231,7 @@ class RealtimeService:
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._router = SubscriptionRouter()
+        self._router = SubscriptionRouter(private_types=_CONTROL)
         self._transformers = codec.TransformerRegistry()
         self._rng = random.Random()
         self._dispatch_q: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -1075,7 +1075,7 @@ class RealtimeService:
             mtype = message.type
             if mtype in control:
                 self._on_control(conn, message)
-                if not any(sub.event_types is not None for sub in self._router.match(message)):
+                if not self._router.match(message):  # only a subscription naming the type gets it
                     continue
             elif message.id and not accept(message.id):
                 continue
@@ -1149,12 +1149,7 @@ class RealtimeService:
                 notices += 1
                 self._deliver_notice(message)
                 continue
-            subs = match(message)
-            if not subs:
-                continue
-            if message.type in _CONTROL:
-                subs = tuple(s for s in subs if s.event_types is not None)
-            for sub in subs:
+            for sub in match(message):
                 check = sub.filter
                 try:
                     if check is None or check(message):

@@ -201,3 +201,18 @@ def test_concurrent_add_remove_while_matching() -> None:
     assert matched[0] > 0
     assert [s.id for s in r.subscriptions()] == [keeper]
     assert [s.id for s in r.match(msg("node_log"))] == [keeper]
+
+
+def test_private_types_reach_only_subscriptions_that_name_them() -> None:
+    r = SubscriptionRouter(private_types=[MessageType.PING, "pong"])
+    everything = r.add(None, _noop)
+    pings = r.add(MessageType.PING, _noop)
+    scoped = r.add(None, _noop, workflow_id="wf-1")
+    assert [s.id for s in r.match(msg(MessageType.PING))] == [pings]
+    assert r.match(msg("pong")) == ()
+    assert r.match(msg(MessageType.PONG, "wf-1")) == ()
+    assert [s.id for s in r.match(msg("node_log", "wf-1"))] == [everything, scoped]
+    r.remove(pings)
+    assert r.match(msg("ping")) == ()
+    r.clear()
+    assert r.match(msg("ping")) == () and r.types() == frozenset()
