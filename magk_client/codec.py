@@ -135,20 +135,20 @@ def decode_object(obj: Mapping[str, Any], received_at: Optional[float] = None) -
         mtype, mid, data, timestamp = _check_fields(mtype, mid, data, workflow_id, node_id, timestamp)
     retry = get("retry")
     version = get("version")
-    # Hot path: every field is checked above, so build the dataclass without __init__/__post_init__
-    # (half the cost); the result is identical to RealtimeMessage(...).
+    # Hot path: every field is checked above, so build the dataclass without __init__/__post_init__;
+    # the result is identical to RealtimeMessage(...). The attributes are set one by one in field
+    # order (the order __init__ uses), so CPython >= 3.11 keeps them inline in the object with no
+    # per-message dict: a quarter of the cost, and one object fewer for the cyclic GC to track.
     message: RealtimeMessage = _new(RealtimeMessage)
-    message.__dict__ = {
-        "type": _TYPES_GET(mtype, mtype),
-        "id": mid,
-        "timestamp": timestamp,
-        "workflow_id": workflow_id,
-        "node_id": node_id,
-        "data": data,
-        "retry": retry if type(retry) is int else None,
-        "version": version if type(version) is int else None,
-        "received_at": time.time() if received_at is None else received_at,
-    }
+    message.type = _TYPES_GET(mtype, mtype)
+    message.id = mid
+    message.timestamp = timestamp
+    message.workflow_id = workflow_id
+    message.node_id = node_id
+    message.data = data
+    message.retry = retry if type(retry) is int else None
+    message.version = version if type(version) is int else None
+    message.received_at = time.time() if received_at is None else received_at
     return message
 
 
