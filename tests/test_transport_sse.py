@@ -4,6 +4,7 @@ send() over POST, TLS (trustme), limits, redaction, and the reference Backend.""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -224,6 +225,24 @@ def test_content_length_body_is_read_to_its_end(servers: Any, transports: Any) -
         while True:
             items += t.receive()
     assert data(items) == ["a", "b"] and not ei.value.terminal
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
+def test_a_compressed_body_is_decoded_although_identity_was_asked(
+    servers: Any, transports: Any, chunked: bool
+) -> None:
+    body = b"".join(b'id: %d\ndata: {"n": %d}\n\n' % (i, i) for i in range(200))
+    packed = gzip.compress(body)
+    steps: List[Step] = [packed[i : i + 500] for i in range(0, len(packed), 500)]
+    srv = serve(servers, sse(steps, headers=[("Content-Encoding", "gzip")], chunked=chunked))
+    t = make(transports, srv.url())
+    t.open()
+    items: List[Any] = []
+    with pytest.raises(TransportClosed):
+        while True:
+            items += t.receive()
+    assert [json.loads(e.data)["n"] for e in items] == list(range(200))
+    assert t.last_event_id == "199"
 
 
 # --- failures while streaming --------------------------------------------------------------
