@@ -596,3 +596,9 @@ def test_event_of_many_short_lines_parses_in_linear_time() -> None:
     events = d.feed(b"id: big\n" + b"data\n" * 400_000 + b"\n")
     assert time.monotonic() - start < 5.0
     assert [(len(e.data), e.id) for e in events] == [(399_999, "big")]
+
+
+def test_a_batch_larger_than_the_event_limit_is_fine_when_each_event_fits() -> None:
+    raw = b"".join(b"id: %d\ndata: {}\n\n" % i for i in range(1000))
+    d = SSEDecoder(max_event_size=64)
+    assert [e.id for e in d.feed(raw)] == [str(i) for i in range(1000)]

@@ -323,8 +323,8 @@ class SSEDecoder:
         lines = complete.split(b"\n")
         count, extra = divmod(len(lines), 3)
         # ``complete`` ends with a blank line, so a batch of n canonical blocks is 3n + 1 lines.
-        if extra != 1 or not count or len(complete) > self._limit or b"\x00" in complete:
-            return None
+        if extra != 1 or not count or b"\x00" in complete or max(map(len, lines)) > self.max_event_size:
+            return None  # (an event near the size limit: the full path decides)
         end = 3 * count
         heads = b"\n" + b"\n".join(lines[0:end:3])
         bodies = lines[1:end:3]
