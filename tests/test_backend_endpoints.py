@@ -225,7 +225,13 @@ def test_ws_binary_frame_is_rejected_not_fatal(backend: Backend, ws_client: Call
 def test_ws_too_big_message_closes_1009_backend_survives(backend: Backend, ws_client: Callable[..., RawWS]) -> None:
     ws = ws_client(backend.websocket_url)
     ws.recv_json()
-    ws.ws.send("x" * (2 * 1024 * 1024))
+    try:
+        ws.ws.send("x" * (2 * 1024 * 1024))
+    except (ConnectionResetError, BrokenPipeError, websocket.WebSocketConnectionClosedException):
+        # The backend closes (1009) as soon as it sees the size; closing with our unread bytes
+        # in its buffer resets the connection, which can cut our send short. The close frame
+        # it sent before that is still in our receive queue.
+        pass
     frame = ws.ws.recv_frame()
     assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
     assert int.from_bytes(frame.data[:2], "big") == 1009
