@@ -890,13 +890,15 @@ def test_row27_callback_disconnect_or_close_returns_quickly(server: Backend, met
     assert service.state in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED)
 
 
-def test_row28_slow_consumer_heartbeat_unaffected_dispatch_queue_bounded(server: Backend) -> None:
+@pytest.mark.parametrize("max_queue", [500, 2000], ids=["queue-500", "queue-2000-reader-hands-off"])
+def test_row28_slow_consumer_heartbeat_unaffected_dispatch_queue_bounded(server: Backend, max_queue: int) -> None:
     # row 28 scaled: a callback that blocks (on an Event, >= 5 heartbeat cycles) while the server sends
-    # 3000 events at once; heartbeat 300 ms / 200 ms; max_dispatch_queue 500
+    # 3000 events at once; heartbeat 300 ms / 200 ms; max_dispatch_queue 500, or 2000 (past the reader's
+    # hand-off threshold of 512: its bounded waits for the blocked dispatcher must not stall reading)
     release = threading.Event()
     blocked = threading.Event()
     delivered: List[RealtimeMessage] = []
-    max_queue, sent = 500, 3000
+    sent = 3000
     states = StateRecorder()
     peak = [0]
 
