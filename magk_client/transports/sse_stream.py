@@ -358,32 +358,18 @@ class SSEDecoder:
         id_lines = complete.count(b"\nid:") + complete.count(b"\nid\n")
         if complete[:3] in (b"id:", b"id\n"):
             id_lines += 1
-        events = list(_BlockParser(blocks).events())
-        ids = [ev.id for ev in events]
-        with_id = len(ids) - ids.count(None)
+        last_id = self.last_event_id
+        out: List[SSEEvent] = []
+        with_id = 0
+        for ev in _BlockParser(blocks).events():
+            if ev.id is not None:
+                with_id += 1
+                last_id = ev.id or None
+            out.append(SSEEvent(ev.data, ev.event, last_id))
         # Each block's id lines are counted at least once; equality means no id line
         # sat in a block without data (an id-only block, reported by the full path).
         if with_id != id_lines:
             return None
-        if with_id == len(ids) and "" not in ids:
-            # The canonical stream: every event carries its own (non-empty) id, so each id is
-            # the last-event-id buffer at its dispatch. Built in C, no Python frame per event.
-            out = list(
-                map(
-                    _new_tuple,
-                    repeat(SSEEvent),
-                    zip([ev.data for ev in events], [ev.event for ev in events], ids, repeat(True)),
-                )
-            )
-            if ids:
-                self.last_event_id = ids[-1]
-            return out
-        last_id = self.last_event_id
-        out = []
-        for ev, event_id in zip(events, ids):
-            if event_id is not None:
-                last_id = event_id or None
-            out.append(SSEEvent(ev.data, ev.event, last_id))
         self.last_event_id = last_id
         return out
 
