@@ -83,7 +83,7 @@ class _Snapshot:
 
     __slots__ = ("by_id", "by_type", "scoped_types", "wildcard", "wildcard_scoped")
 
-    def __init__(self, subs: Tuple[Subscription, ...], private: FrozenSet[str] = frozenset()) -> None:
+    def __init__(self, subs: Tuple[Subscription, ...], private: FrozenSet[str]) -> None:
         self.by_id: Dict[str, Subscription] = {s.id: s for s in subs}
         self.wildcard: Tuple[Subscription, ...] = tuple(s for s in subs if s.event_types is None)
         self.wildcard_scoped = any(s.scoped for s in self.wildcard)
