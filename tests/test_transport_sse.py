@@ -12,7 +12,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
 import trustme
@@ -83,6 +83,25 @@ def wait_reading(t: SSETransport, timeout: float = 5.0) -> None:
     while not t._reading:  # white-box: the flag close() coordinates with
         assert time.monotonic() < deadline, "reader never started reading"
         time.sleep(0.002)
+
+
+def receive_in_thread(t: SSETransport) -> Tuple[threading.Thread, threading.Event, List[BaseException]]:
+    """Start one ``t.receive()`` on a thread and wait until it is inside its socket read.
+    Returns the thread, an event set when receive() returned or raised, and what it raised."""
+    ended = threading.Event()
+    outcome: List[BaseException] = []
+
+    def reader() -> None:
+        try:
+            t.receive()
+        except BaseException as exc:
+            outcome.append(exc)
+        ended.set()
+
+    th = threading.Thread(target=reader, name="test-sse-reader")
+    th.start()
+    wait_reading(t)
+    return th, ended, outcome
 
 
 # --- the request ---------------------------------------------------------------------------
@@ -350,19 +369,7 @@ def test_close_from_another_thread_unblocks_receive(servers: Any, transports: An
     srv = serve(servers, sse([], chunked=chunked, finish="hold"))
     t = make(transports, srv.url(), read_timeout=None)  # no timeout would ever save it
     t.open()
-    outcome: List[BaseException] = []
-    ended = threading.Event()
-
-    def reader() -> None:
-        try:
-            t.receive()
-        except BaseException as exc:
-            outcome.append(exc)
-        ended.set()
-
-    th = threading.Thread(target=reader)
-    th.start()
-    wait_reading(t)
+    th, ended, outcome = receive_in_thread(t)
     start = time.monotonic()
     t.close()
     close_took = time.monotonic() - start
@@ -594,19 +601,7 @@ def test_tls_close_from_another_thread(servers: Any, transports: Any, ca: trustm
     srv = tls_server(servers, ca, sse([], chunked=True, finish="hold"))
     t = make(transports, srv.url(), ssl_context=client_ctx(ca), read_timeout=None)
     t.open()
-    ended = threading.Event()
-    outcome: List[BaseException] = []
-
-    def reader() -> None:
-        try:
-            t.receive()
-        except BaseException as exc:
-            outcome.append(exc)
-        ended.set()
-
-    th = threading.Thread(target=reader)
-    th.start()
-    wait_reading(t)
+    th, ended, outcome = receive_in_thread(t)
     t.close()
     assert ended.wait(1.0)
     th.join(1)
