@@ -36,7 +36,7 @@ import statistics
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -104,6 +104,16 @@ def chunk(data: bytes) -> bytes:
 
 
 WS_CLOSE_1000 = b"\x88\x02\x03\xe8"
+
+
+def paced(rate: float, duration: float) -> Iterator[int]:
+    """0, 1, ... ``rate * duration`` - 1, each yielded at its due time (``rate`` per second)."""
+    start = time.perf_counter()
+    for i in range(int(rate * duration)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield i
 
 
 # ---------------------------------------------------------------------------------------- raw server
@@ -177,13 +187,7 @@ class RawServer:
             pass
 
     def _paced(self, conn: socket.socket, websocket: bool, rate: float, duration: float) -> None:
-        count = int(rate * duration)
-        start = time.perf_counter()
-        for i in range(count):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
+        for i in paced(rate, duration):
             msg = event(i, t=time.perf_counter())
             payload = dumps(msg)
             conn.sendall(ws_frame(payload) if websocket else chunk(sse_frame(payload, str(msg["id"]))))
@@ -219,15 +223,9 @@ def _host_main(pipe: multiprocessing.connection.Connection, n_blast: int) -> Non
                 pipe.send(len(backend.publish_many(prepared[:n])))
             elif cmd == "paced":
                 rate, duration = float(args[0]), float(args[1])
-                count = int(rate * duration)
-                start = time.perf_counter()
-                for i in range(count):
-                    due = start + i / rate
-                    delay = due - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
+                for i in paced(rate, duration):
                     backend.publish(event(i, t=time.perf_counter(), with_id=False))
-                pipe.send(count)
+                pipe.send(int(rate * duration))
             elif cmd == "connections":
                 pipe.send(len(backend.open_connections))
             else:
