@@ -1,4 +1,4 @@
-"""Authentication of every endpoint of the reference backend: bearer token and API key (loop thread)."""
+"""Who may in: bearer token and API key on every endpoint, and injected handshake refusals (loop thread)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,25 @@ from typing import Optional
 from aiohttp import web
 
 from .context import Context
+from .faults import Refusal, refusal_response
 
-__all__ = ["auth_error"]
+__all__ = ["auth_error", "handshake_refusal"]
+
+
+def handshake_refusal(
+    ctx: Context, request: web.Request, transport: str, refusal: Optional[Refusal], what: str
+) -> Optional[web.Response]:
+    """The answer that turns a WebSocket / SSE handshake away (auth first, then ``refusal``), logged in
+    the connections log; None lets it in."""
+    denied = auth_error(ctx, request)
+    if denied is not None:
+        ctx.records.handshake(transport, request, f"http {denied.status}", None)
+        return denied
+    if refusal is not None:
+        ctx.records.count("refused")
+        ctx.records.handshake(transport, request, f"http {refusal[0]}", None)
+        return refusal_response(refusal, what)
+    return None
 
 
 def auth_error(ctx: Context, request: web.Request) -> Optional[web.Response]:

@@ -29,7 +29,9 @@ class Hub:
     ``send_ack()`` is read at each attach: whether to send ``subscription_ack``.
     """
 
-    def __init__(self, log: ReplayLog, records: Records, faults: FaultSwitches, send_ack: Callable[[], bool]):
+    def __init__(
+        self, log: ReplayLog, records: Records, faults: FaultSwitches, send_ack: Callable[[], bool]
+    ) -> None:
         self.log = log
         self.conns: Dict[str, Connection] = {}
         self._records = records

@@ -11,9 +11,9 @@ from typing import List
 
 from aiohttp import web
 
-from .auth import auth_error
+from .auth import handshake_refusal
 from .context import Context
-from .faults import ScriptedResponse, refusal_response
+from .faults import ScriptedResponse
 
 __all__ = ["SSE_PATH", "SseRoute"]
 
@@ -44,15 +44,9 @@ class SseRoute:
             script = ctx.faults.sse_scripts.popleft()
             ctx.records.handshake("sse", request, f"scripted {script.status}", None)
             return await self._serve_script(request, script)
-        denied = auth_error(ctx, request)
-        if denied is not None:
-            ctx.records.handshake("sse", request, f"http {denied.status}", None)
-            return denied
-        refusal = ctx.faults.refuse_sse
-        if refusal is not None:
-            ctx.records.count("refused")
-            ctx.records.handshake("sse", request, f"http {refusal[0]}", None)
-            return refusal_response(refusal, "event stream")
+        refused = handshake_refusal(ctx, request, "sse", ctx.faults.refuse_sse, "event stream")
+        if refused is not None:
+            return refused
         conn = ctx.hub.new_connection("sse", request)
         resp = web.StreamResponse(
             status=200,

@@ -13,11 +13,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 from aiohttp import WSMsgType, web
 
-from .auth import auth_error
+from .auth import handshake_refusal
 from .commands import BadPayload, command_in_envelope
 from .connection import Connection
 from .context import Context
-from .faults import refusal_response
 from .wire import command_response, pong_for, subscription_error
 
 __all__ = ["WS_PATH", "WebSocketRoute"]
@@ -47,15 +46,9 @@ class WebSocketRoute:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = self._ctx
         ctx.records.count("ws_attempts")
-        denied = auth_error(ctx, request)
-        if denied is not None:
-            ctx.records.handshake("websocket", request, f"http {denied.status}", None)
-            return denied
-        refusal = ctx.faults.refuse_ws
-        if refusal is not None:
-            ctx.records.count("refused")
-            ctx.records.handshake("websocket", request, f"http {refusal[0]}", None)
-            return refusal_response(refusal, "WebSocket upgrade")
+        refused = handshake_refusal(ctx, request, "websocket", ctx.faults.refuse_ws, "WebSocket upgrade")
+        if refused is not None:
+            return refused
         ws = web.WebSocketResponse(
             max_msg_size=ctx.options.max_body_size,
             autoping=True,
