@@ -159,7 +159,7 @@ def test_ws_ack_ping_pong_and_records(backend: Backend, ws_client: Callable[...,
     ws.send_json({"type": "pong", "data": {"pingId": "hb-1"}})
     got = backend.wait_for_received(lambda m: m.message.get("type") == "subscribe")
     assert got[0].transport == "websocket" and got[0].connection_id == ack["data"]["connectionId"]
-    backend.wait_until(lambda: len(backend._pongs) == 1, what="pong")
+    backend.wait_until(lambda: len(backend.pongs) == 1, what="pong")
     assert backend.pongs[0].message["data"]["pingId"] == "hb-1"
     assert backend.counters["pings"] == 1
     log = backend.connections_log[-1]

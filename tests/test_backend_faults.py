@@ -83,7 +83,7 @@ def test_go_silent_is_half_open_and_resume_recovers(backend: Backend, ws_client:
         ws.recv_json()  # no pong, no event: the socket is open but mute
     assert ws.ws.connected
     # the ping still reached the server
-    backend.wait_until(lambda: backend._counters["pings"] == 1, what="ping recorded")
+    backend.wait_until(lambda: backend.counters.get("pings") == 1, what="ping recorded")
     backend.go_silent(False)
     ws.send_json({"type": "ping", "data": {"pingId": "q"}})
     assert ws.recv_json()["data"]["pingId"] == "q"
@@ -284,7 +284,7 @@ def test_heartbeats_on_ws_and_sse(ws_client: Callable[..., RawWS], sse_client: C
         hb = ws.recv_json()
         assert hb["type"] == "heartbeat" and hb["data"]["ping"].startswith("hb-") and "id" not in hb
         ws.send_json({"type": "pong", "data": {"pingId": hb["data"]["ping"]}})
-        backend.wait_until(lambda: len(backend._pongs) == 1, what="pong")
+        backend.wait_until(lambda: len(backend.pongs) == 1, what="pong")
         sse = sse_client(backend.event_source_url)
         sse.next_event()
         assert sse.next_block() == b": ping"

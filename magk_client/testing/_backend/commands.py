@@ -1,0 +1,102 @@
+"""Workflow commands: parsing a payload or an envelope, and running it once per request id.
+
+Parsing is pure. :class:`CommandDesk` runs on the loop thread (or the caller's thread while the backend is
+stopped); it is the one place every command passes, whatever transport brought it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional
+
+from ..engine import CommandError, Engine
+from .records import Records
+
+__all__ = ["BadPayload", "Command", "CommandDesk", "command_in_envelope", "parse_command"]
+
+logger = logging.getLogger("magk_client.testing.backend")
+
+
+class BadPayload(ValueError):
+    """A malformed command payload or message (HTTP 400)."""
+
+
+@dataclass
+class Command:
+    command: str
+    workflow_id: str
+    node_id: Optional[str]
+    data: Optional[Dict[str, Any]]
+    request_id: Optional[str]
+
+
+def parse_command(obj: Any, fallback_request_id: Optional[str] = None) -> Command:
+    if not isinstance(obj, dict):
+        raise BadPayload("a command payload must be a JSON object")
+    command = obj.get("command")
+    if not isinstance(command, str) or not command:
+        raise BadPayload("'command' must be a non-empty string")
+    workflow_id = obj.get("workflowId")
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise BadPayload("'workflowId' must be a non-empty string")
+    node_id = obj.get("nodeId")
+    if node_id is not None and not isinstance(node_id, str):
+        raise BadPayload("'nodeId' must be a string")
+    data = obj.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise BadPayload("'data' must be an object")
+    request_id = obj.get("requestId", fallback_request_id)
+    if request_id is not None and (not isinstance(request_id, str) or not request_id):
+        raise BadPayload("'requestId' must be a non-empty string")
+    return Command(command, workflow_id, node_id, data, request_id)
+
+
+def command_in_envelope(msg: Dict[str, Any]) -> Optional[Command]:
+    """The command a ``workflow_event`` envelope carries, None when it is no command envelope."""
+    data = msg.get("data")
+    if msg.get("type") != "workflow_event" or not isinstance(data, dict) or data.get("type") != "command":
+        return None
+    envelope_id = msg.get("id")
+    return parse_command(data.get("command"), envelope_id if isinstance(envelope_id, str) else None)
+
+
+class CommandDesk:
+    """Runs commands on the engine and answers a repeated request id with the stored response.
+
+    ``capacity()`` is read at each command: how many responses are kept for repeats.
+    """
+
+    def __init__(self, engine: Engine, records: Records, capacity: Callable[[], int]) -> None:
+        self._engine = engine
+        self._records = records
+        self._capacity = capacity
+        self._responses: OrderedDict[str, Dict[str, Any]] = OrderedDict()
+        self._generated_ids = itertools.count(1)
+
+    def run(self, cmd: Command, transport: str) -> Dict[str, Any]:
+        """The command response object; runs the command unless its request id was answered already."""
+        if cmd.request_id is None:
+            cmd.request_id = f"srv-{next(self._generated_ids)}"
+        rid = cmd.request_id
+        self._records.command(rid)
+        stored = self._responses.get(rid)
+        if stored is not None:
+            self._records.count("commands_replayed")
+            logger.debug("command %s repeated over %s: answering again without running it", rid, transport)
+            return dict(stored)
+        response: Dict[str, Any] = {"requestId": rid, "command": cmd.command}
+        try:
+            result = self._engine.execute(cmd.command, cmd.workflow_id, cmd.node_id, cmd.data)
+        except CommandError as exc:
+            response["success"] = False
+            response["error"] = str(exc)
+        else:
+            response["success"] = True
+            response["data"] = result
+        self._responses[rid] = response
+        while len(self._responses) > self._capacity():
+            self._responses.popitem(last=False)
+        return dict(response)

@@ -1,0 +1,131 @@
+"""The fault switches of the reference backend, its refusals and its bad messages.
+
+:class:`FaultSwitches` holds plain attributes: the facade sets them from any thread, the loop thread reads
+them on every request and every write. The rest is pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+from aiohttp import web
+
+from ..engine import iso_now
+from .wire import OP_BINARY, OP_TEXT, dumps, raw_frames, ws_frame
+
+__all__ = ["BAD_KINDS", "FaultSwitches", "Refusal", "ScriptedResponse", "bad_frames", "refusal_response"]
+
+#: Kinds of bad message :meth:`Backend.send_bad` can send.
+BAD_KINDS = (
+    "malformed_json",
+    "non_object",
+    "unknown_type",
+    "wrong_field_types",
+    "oversized",
+    "deep_nesting",
+    "huge_int",
+    "nan",
+    "binary",
+    "invalid_utf8",
+)
+
+#: HTTP status and Retry-After seconds of a refused handshake.
+Refusal = Tuple[int, Optional[float]]
+
+
+@dataclass
+class ScriptedResponse:
+    """An exact answer for the next SSE request (see :meth:`Backend.sse_script`)."""
+
+    chunks: List[bytes]
+    status: int = 200
+    content_type: Optional[str] = "text/event-stream"
+    headers: Dict[str, str] = field(default_factory=dict)
+    chunked: bool = True
+    chunk_delay: float = 0.0
+    abort: bool = False
+    hold_open: bool = False
+
+
+class FaultSwitches:
+    """Every fault switch, off by default. Set from any thread; read by the loop thread."""
+
+    def __init__(self) -> None:
+        self.refuse_ws: Optional[Refusal] = None
+        self.refuse_sse: Optional[Refusal] = None
+        self.silent = False
+        self.delay = 0.0
+        self.drop_after: Optional[int] = None
+        self.accept_then_close: Optional[int] = None
+        self.sse_scripts: Deque[ScriptedResponse] = deque()
+        self.health: Dict[str, Any] = {"status": "healthy", "minimal": False, "services": {}}
+        self._audible: Optional[asyncio.Event] = None  # set while not silent; HTTP answers wait on it
+
+    def loop_started(self) -> None:
+        """Loop thread, at each start: the loop's own event for HTTP answers held back by silence."""
+        self._audible = asyncio.Event()
+        if not self.silent:
+            self._audible.set()
+
+    def set_silent(self, silent: bool) -> None:
+        """Loop thread (or any thread while the backend is stopped)."""
+        self.silent = silent
+        audible = self._audible
+        if audible is not None:
+            if silent:
+                audible.clear()
+            else:
+                audible.set()
+
+    async def until_audible(self) -> None:
+        """Loop thread: return when the backend is not silent (at once when it is not)."""
+        audible = self._audible
+        if audible is not None and not audible.is_set():
+            await audible.wait()
+
+
+def refusal_response(refusal: Refusal, what: str) -> web.Response:
+    status, retry_after = refusal
+    headers = (
+        {"Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after)}
+        if retry_after is not None
+        else None
+    )
+    if status == 204:
+        return web.Response(status=204, headers=headers)
+    return web.json_response({"error": f"{what} refused (fault injection)"}, status=status, headers=headers)
+
+
+def bad_frames(kind: str, size: int, depth: int) -> Tuple[bytes, Optional[bytes]]:
+    """The WebSocket frame and SSE bytes (None: not on SSE) of one bad message of ``kind``."""
+    if kind == "binary":
+        return ws_frame(b"\x00\x01\x02\xffbinary", OP_BINARY), None
+    if kind == "invalid_utf8":
+        raw = b'{"type": "node_log", "data": {"bad": "\xff\xfe"}}'
+        return ws_frame(raw, OP_TEXT), b"data: " + raw + b"\n\n"
+    return raw_frames(_bad_text(kind, size, depth))
+
+
+def _bad_text(kind: str, size: int, depth: int) -> str:
+    if kind == "malformed_json":
+        return '{"type": "node_log", "data": {"logs": ['
+    if kind == "non_object":
+        return "[1, 2, 3]"
+    if kind == "unknown_type":
+        return dumps({"type": "mystery_message", "timestamp": iso_now(), "data": {"x": 1}, "version": 1})
+    if kind == "wrong_field_types":
+        return dumps(
+            {"id": 42, "type": "node_status_update", "timestamp": 7, "workflowId": ["wf-1"], "data": "running"}
+        )
+    if kind == "oversized":
+        return dumps({"type": "node_log", "timestamp": iso_now(), "data": {"blob": "x" * size}})
+    if kind == "deep_nesting":
+        return '{"type": "node_log", "data": {"x": ' + "[" * depth + "]" * depth + "}}"
+    if kind == "huge_int":
+        return '{"type": "node_progress_update", "data": {"progress": {"current": ' + "9" * 5000 + ', "total": 1}}}'
+    if kind == "nan":
+        return '{"type": "node_progress_update", "data": {"progress": {"current": NaN, "total": 1}}}'
+    raise ValueError(f"unknown kind {kind!r}; expected one of {BAD_KINDS}")
