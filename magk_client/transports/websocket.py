@@ -178,7 +178,6 @@ class WebSocketTransport(Transport):
         self._where = redact_url(url)
         #: HTTP response headers of the handshake (lower-case names), after ``open()``.
         self.response_headers: dict = {}  # type: ignore[type-arg]
-        self._limit = int(options.max_message_size)
         self._send_timeout = float(options.send_timeout)
 
         self._state_lock = threading.Lock()
@@ -191,7 +190,7 @@ class WebSocketTransport(Transport):
         self._send_broken = False  # half a frame may be on the wire: no more frames
         self._pending_pong: Optional[bytes] = None
 
-        self._reader = FrameReader(self._limit)  # receive state (reader thread only)
+        self._reader = FrameReader(int(options.max_message_size))  # receive state (reader thread only)
         self._ready = False  # handshake done: frames may be sent
 
     def __repr__(self) -> str:
@@ -375,6 +374,8 @@ class WebSocketTransport(Transport):
                     self._eof()
                 self.last_activity = time.monotonic()
                 reader.feed(data)
+        except MagkConnectionError:  # ours (MagkTimeoutError is an OSError too)
+            raise
         except OSError as exc:
             lost = exc
         finally:
