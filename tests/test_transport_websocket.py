@@ -979,6 +979,17 @@ def test_refused_handshake_echoing_credentials_leaks_them_nowhere(servers, trans
         assert not type(e).__module__.startswith("websocket"), type(e)
 
 
+def test_garbled_answer_echoing_the_token_keeps_a_scrubbed_reason(servers, transports, caplog) -> None:
+    server = servers(response=f"HTTP/1.1 abc {TOKEN}\r\n\r\n".encode())
+    t = transports(server.url())
+    with caplog.at_level("DEBUG"):
+        exc = fails(ProtocolError, t.open)
+    assert "Invalid status line" in str(exc) and "***" in str(exc)  # the library's reason, scrubbed
+    everything = "\n".join([caplog.text, chain_text(exc)])
+    assert TOKEN not in everything
+    assert exception_chain(exc) == [exc]
+
+
 def test_trace_filter_is_installed_once_and_redacts_active_handshakes() -> None:
     import importlib
     import logging
