@@ -134,7 +134,7 @@ def make_service(url: str, **overrides: Any) -> RealtimeService:
 # a raw RFC 6455 server for frames the reference backend never sends
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONT, OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 8, 9, 10
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 
 def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, masked: bool = False,
@@ -814,6 +814,70 @@ def test_row16_unsolicited_pong_is_ignored(raw_servers: Any) -> None:
     assert raw.close_codes == [1000] and raw.attempts == 1
 
 
+def test_row16_binary_message_not_utf8_is_dropped_counted_and_the_connection_stays_up(raw_servers: Any) -> None:
+    """RFC 6455 requires UTF-8 of text messages only. Binary messages of 0xfe bytes (as Autobahn's
+    binary cases send), whole and fragmented, are invalid messages: dropped, counted, reported like
+    malformed JSON; a binary message that is UTF-8 JSON is decoded like text."""
+    bad = [
+        frame(OP_BINARY, b"\xfe" * 125),
+        frame(OP_BINARY, b"\xfe" * 65536),
+        frame(OP_BINARY, b"\xfe" * 10, fin=False) + frame(OP_CONT, b"\xfe" * 10),
+        frame(OP_BINARY, b'{"type":', fin=False) + frame(OP_CONT, b"\xc3"),  # truncated character
+    ]
+    raw = raw_servers(
+        lambda k, sock: raw.send_then_read_close(
+            sock,
+            frame(OP_TEXT, envelope(0))
+            + b"".join(bad)
+            + frame(OP_BINARY, envelope(1))  # UTF-8 JSON in a binary frame: delivered
+            + frame(OP_BINARY, envelope(2)[:5], fin=False)
+            + frame(OP_CONT, envelope(2)[5:])
+            + frame(OP_TEXT, envelope(3)),
+        )
+    )
+    errors: Recorder[Any] = Recorder()
+    got: Recorder[RealtimeMessage] = Recorder()
+    service = make_service(raw.url())
+    service.on_error(errors)
+    service.subscribe("node_log", got)
+    with service:
+        got.wait_count(4)
+        errors.wait_count(len(bad))
+        health = service.get_connection_health()
+        assert service.is_connected
+    assert [m.id for m in got.items] == ["r-0", "r-1", "r-2", "r-3"]
+    assert health.invalid_messages == len(bad)
+    assert [type(e) for e in errors.items] == [InvalidMessage] * len(bad)
+    assert health.total_reconnects == 0
+    raw.wait(lambda: len(raw.close_codes) >= 1)
+    assert raw.close_codes == [1000] and raw.attempts == 1  # closed by disconnect(), never 1007
+
+
+def test_row17_message_of_at_most_125_bytes_over_a_small_limit_is_refused(raw_servers: Any) -> None:
+    limit = 100
+
+    def script(k: int, sock: socket.socket) -> None:
+        small = json.dumps({"id": f"s-{k}", "type": "node_log", "data": {}}).encode()
+        big = json.dumps({"id": f"b-{k}", "type": "node_log", "data": {"pad": "p" * 60}}).encode()
+        assert len(small) <= limit < len(big) <= 125
+        raw.send_then_read_close(sock, frame(OP_TEXT, small) + (frame(OP_TEXT, big) if k == 0 else b""))
+
+    raw = raw_servers(script)
+    errors: Recorder[Any] = Recorder()
+    got: Recorder[RealtimeMessage] = Recorder()
+    service = make_service(raw.url(), max_message_size=limit)
+    service.on_error(errors)
+    service.subscribe("node_log", got)
+    with service:
+        got.wait_count(2, timeout=10)  # s-0, then s-1 after the reconnect
+        health = service.get_connection_health()
+    assert [m.id for m in got.items] == ["s-0", "s-1"]
+    raw.wait(lambda: len(raw.close_codes) >= 1)
+    assert raw.close_codes[0] == 1009
+    assert health.oversized_messages == 1
+    assert any(isinstance(e, MessageTooLargeError) and e.close_code == 1009 for e in errors.items)
+
+
 def test_row17_header_claiming_2_62_bytes_closes_at_once_and_reconnects(raw_servers: Any) -> None:
     def script(k: int, sock: socket.socket) -> None:
         if k == 0:
@@ -1238,6 +1302,55 @@ def test_row35_close_reason_echoing_the_token_is_redacted(server: Backend, caplo
     assert isinstance(error, AuthError) and error.close_code == 4401
     everything = "\n".join([caplog.text, str(error), repr(error), *service.get_connection_health().errors])
     assert token not in everything
+
+
+def _chain(exc: BaseException) -> List[BaseException]:
+    seen: List[BaseException] = []
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if not any(e is x for x in seen):
+            seen.append(e)
+            todo += [x for x in (e.__cause__, e.__context__) if x is not None]
+    return seen
+
+
+def test_row35_refused_handshake_echoing_the_token_leaks_it_nowhere(
+    raw_servers: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A hostile server answers the upgrade with 401 and echoes the Authorization header (status
+    line, headers, body): not in websocket-client's trace, our logs, nor the raised error's chain."""
+    import traceback
+
+    import websocket
+
+    token, key = "tok-SECRET-echo401", "key-SECRET-echo401"
+    body = f"Authorization: Bearer {token}\r\nX-API-Key: {key}"
+    raw = raw_servers(
+        response=(
+            f"HTTP/1.1 401 Bad {token}\r\nContent-Length: {len(body)}\r\nX-Echo: Bearer {token}\r\n"
+            f"X-Echo-Key: {key}\r\n\r\n{body}"
+        ).encode()
+    )
+    caplog.set_level(logging.DEBUG)
+    websocket.enableTrace(True)
+    try:
+        service = make_service(raw.url(), auth_token=token, api_key=key, enable_debug_logging=True, log_level="debug")
+        with pytest.raises(AuthError) as info:
+            service.connect(timeout=5)
+        health = service.get_connection_health()
+        service.disconnect()
+    finally:
+        websocket.enableTrace(False)
+    out, err = capfd.readouterr()
+    chain = _chain(info.value)
+    texts = [caplog.text, out, err, *health.errors, "".join(traceback.format_exception(info.value))]
+    texts += [f"{e!s} {e!r} {e.args!r} {vars(e)!r}" for e in chain]
+    everything = "\n".join(texts)
+    assert "x-echo" in everything.lower()  # the trace of the answer ran
+    assert token not in everything and key not in everything
+    assert not [e for e in chain if type(e).__module__.startswith("websocket")]
+    assert raw.attempts == 1
 
 
 def test_row36_plaintext_token_to_non_loopback_name_refused_before_any_socket() -> None:

@@ -521,6 +521,63 @@ def test_binary_message_is_decoded_as_text(servers, transports) -> None:
     assert t.receive() == ['{"type":"ping"}']
 
 
+def test_binary_message_that_is_not_utf8_is_an_invalid_message_and_the_connection_stays_up(
+    servers, transports
+) -> None:
+    """RFC 6455 requires UTF-8 of text messages only (Autobahn 1.2.x, 5.x, 9.2.x send binary
+    payloads of 0xfe bytes): an undecodable binary message is returned as an item the codec
+    rejects (dropped and counted like malformed JSON), never a 1007 failure."""
+    from magk_client.codec import InvalidMessage, decode
+
+    word = "héllo ✓".encode()
+    cut = word.index("é".encode()) + 1  # a valid message split inside a character
+
+    def script(peer: Peer) -> Optional[int]:
+        peer.send(
+            frame(OP_BINARY, b"\xfe" * 125)  # one frame, 7-bit length
+            + frame(OP_BINARY, b"\xfe" * 70000)  # 64-bit length, the memoryview decode
+            + frame(OP_BINARY, b"ab", fin=False)
+            + frame(OP_CONT, b"\xff", fin=False)  # bad in the middle: the rest is still read
+            + frame(OP_CONT, b"cd")
+            + frame(OP_BINARY, b"ab", fin=False)
+            + frame(OP_CONT, b"\xe2\x82")  # truncated at the end
+            + frame(OP_BINARY, b"")  # empty is valid UTF-8
+            + frame(OP_BINARY, word[:cut], fin=False)
+            + frame(OP_PING, b"mid")
+            + frame(OP_CONT, word[cut:])
+            + text("after")
+        )
+        return peer.read_close_code()
+
+    server = servers(script)
+    t = transports(server.url())
+    t.open()
+    got, _ = receive_n(t, 7)
+    assert got[4:] == ["", "héllo ✓", "after"]
+    for item in got[:4]:
+        assert isinstance(item, str)
+        with pytest.raises(InvalidMessage):
+            decode(item)
+        with pytest.raises(ValueError):
+            json.loads(item)
+    assert not t.closed
+    t.send('{"type":"pong"}')  # the connection is still usable
+    t.close()
+    assert server.join() == 1000  # an orderly close, not 1007
+
+
+def test_binary_message_limit_still_applies(servers, transports) -> None:
+    server = servers(
+        lambda peer: (peer.send(frame(OP_BINARY, b"\xfe" * 60, fin=False) + frame(OP_CONT, b"\xfe" * 60)),
+                      peer.read_close_code())[1]
+    )
+    t = transports(server.url(), max_message_size=100)
+    t.open()
+    exc = fails(MessageTooLargeError, t.receive)
+    assert exc.close_code == 1009
+    assert server.join() == 1009
+
+
 VIOLATIONS = {
     "masked frame": (text("x", masked=True), 1002),
     "rsv bit": (text("x", rsv=4), 1002),
@@ -612,6 +669,23 @@ def test_hot_path_respects_a_small_limit(servers, transports) -> None:
     t = transports(server.url(), max_message_size=100)
     t.open()
     fails(MessageTooLargeError, t.receive)
+    assert server.join() == 1009
+
+
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+def test_short_frames_respect_a_limit_below_125(servers, transports, opcode) -> None:
+    """The 7-bit length form (up to 125 bytes) is checked against max_message_size too."""
+    limit = 100
+    server = servers(
+        lambda peer: (peer.send(frame(opcode, b"s" * limit) + frame(opcode, b"s" * (limit + 20))),
+                      peer.read_close_code())[1]
+    )
+    t = transports(server.url(), max_message_size=limit)
+    t.open()
+    assert t.receive() == ["s" * limit]
+    exc = fails(MessageTooLargeError, t.receive)
+    assert exc.close_code == 1009
+    assert str(limit + 20) in str(exc)
     assert server.join() == 1009
 
 
@@ -849,6 +923,107 @@ def test_debug_logs_and_library_trace_hold_no_secret(servers, transports, caplog
     assert TOKEN not in caplog.text
     assert API_KEY not in caplog.text
     assert TOKEN not in repr(t)
+
+
+def exception_chain(exc: BaseException) -> List[BaseException]:
+    """``exc`` and everything reachable through ``__cause__`` and ``__context__``."""
+    seen: List[BaseException] = []
+    todo: List[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [x for x in (e.__cause__, e.__context__) if x is not None]
+    return seen
+
+
+def chain_text(exc: BaseException) -> str:
+    import traceback
+
+    parts = ["".join(traceback.format_exception(type(exc), exc, exc.__traceback__))]
+    for e in exception_chain(exc):
+        parts += [str(e), repr(e), repr(e.args), repr(vars(e))]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("status", [401, 403, 500])
+def test_refused_handshake_echoing_credentials_leaks_them_nowhere(servers, transports, caplog, status) -> None:
+    """A hostile server echoes the credentials in its refusal (headers and body): neither the
+    library trace nor the raised error (with its __cause__/__context__ chain) holds them."""
+    import websocket
+
+    body = f"you sent Authorization: Bearer {TOKEN} and X-API-Key: {API_KEY}"
+    server = servers(
+        response=(
+            f"HTTP/1.1 {status} Denied {TOKEN}\r\nContent-Length: {len(body)}\r\n"
+            f"X-Echo: Bearer {TOKEN}\r\nX-Seen: {API_KEY}\r\n"
+            f"WWW-Authenticate: Bearer error=invalid_token, token={TOKEN}\r\n\r\n{body}"
+        ).encode()
+    )
+    websocket.enableTrace(True)
+    try:
+        with caplog.at_level("DEBUG"):
+            t = transports(server.url())
+            with pytest.raises(Exception) as info:
+                t.open()
+    finally:
+        websocket.enableTrace(False)
+    exc = info.value
+    assert getattr(exc, "status", None) == status
+    assert "x-echo" in caplog.text.lower()  # the trace of the response headers ran
+    everything = "\n".join([caplog.text, chain_text(exc)])
+    for secret in (TOKEN, API_KEY):
+        assert secret not in everything
+    for e in exception_chain(exc):  # nothing of websocket-client's is chained
+        assert not type(e).__module__.startswith("websocket"), type(e)
+
+
+def test_garbled_answer_echoing_the_token_keeps_a_scrubbed_reason(servers, transports, caplog) -> None:
+    server = servers(response=f"HTTP/1.1 abc {TOKEN}\r\n\r\n".encode())
+    t = transports(server.url())
+    with caplog.at_level("DEBUG"):
+        exc = fails(ProtocolError, t.open)
+    assert "Invalid status line" in str(exc) and "***" in str(exc)  # the library's reason, scrubbed
+    everything = "\n".join([caplog.text, chain_text(exc)])
+    assert TOKEN not in everything
+    assert exception_chain(exc) == [exc]
+
+
+def test_trace_filter_is_installed_once_and_redacts_active_handshakes() -> None:
+    import importlib
+    import logging
+
+    from magk_client.transports import ws_trace
+
+    lib_logger = logging.getLogger("websocket")
+
+    def ours() -> List[logging.Filter]:
+        return [f for f in lib_logger.filters if isinstance(f, logging.Filter) and "magk" in type(f).__module__]
+
+    ws_trace.install_trace_filter()
+    ws_trace.install_trace_filter()
+    importlib.reload(ws_trace)  # a reloaded module finds the installed filter (and its registry)
+    ws_trace.install_trace_filter()
+    assert len(ours()) == 1
+    records: List[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    keep = Keep(logging.DEBUG)
+    lib_logger.addHandler(keep)
+    level = lib_logger.level
+    lib_logger.setLevel(logging.DEBUG)
+    try:
+        with ws_trace.handshake_secrets(lambda text: text.replace("hunter2", "***")):
+            lib_logger.debug("X-Echo: hunter2 and GET /ws?token=abc")
+        lib_logger.debug("after: hunter2")  # no handshake any more: only the generic rules
+    finally:
+        lib_logger.removeHandler(keep)
+        lib_logger.setLevel(level)
+    assert records == ["X-Echo: *** and GET /ws?token=***", "after: hunter2"]
 
 
 # ---------------------------------------------------------------------------------------------
