@@ -54,7 +54,7 @@ from typing import (
 
 from aiohttp import WSMsgType, web
 
-from .engine import CommandError, Engine, iso_now
+from .engine import Engine, EngineCommandRejected, iso_now
 from .replay import LoggedEvent, ReplayLog
 
 __all__ = [
@@ -1249,7 +1249,7 @@ class Backend:
         response: Dict[str, Any] = {"requestId": rid, "command": cmd.command}
         try:
             result = self._engine.execute(cmd.command, cmd.workflow_id, cmd.node_id, cmd.data)
-        except CommandError as exc:
+        except EngineCommandRejected as exc:
             response["success"] = False
             response["error"] = str(exc)
         else:

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-__all__ = ["COMMANDS", "CommandError", "Engine", "Workflow", "iso_now"]
+__all__ = ["COMMANDS", "Engine", "EngineCommandRejected", "Workflow", "iso_now"]
 
 COMMANDS = (
     "start_workflow",
@@ -41,8 +41,12 @@ STATES = ("idle", "running", "paused", "completed", "failed", "stopped")
 Emit = Callable[[str, str, Optional[str], Dict[str, Any]], None]
 
 
-class CommandError(Exception):
-    """A well-formed command that cannot be carried out (answered with ``success: false``)."""
+class EngineCommandRejected(Exception):
+    """A well-formed command the engine cannot carry out; the backend answers it with ``success: false``.
+
+    Server-side only: the client's :class:`magk_client.errors.CommandError` is a different thing (a
+    command that failed or timed out, as the client sees it).
+    """
 
 
 @dataclass
@@ -137,12 +141,15 @@ class Engine:
         node_id: Optional[str] = None,
         data: Optional[Dict[str, Any]] = None,
     ) -> Dict[str, Any]:
-        """Carry out one command; returns the response ``data``; raises :class:`CommandError`."""
+        """Carry out one command; returns the response ``data``.
+
+        Raises :class:`EngineCommandRejected` for an unknown command, workflow or node, or a wrong state.
+        """
         if command not in COMMANDS:
-            raise CommandError(f"unknown command {command!r}; expected one of: {', '.join(COMMANDS)}")
+            raise EngineCommandRejected(f"unknown command {command!r}; expected one of: {', '.join(COMMANDS)}")
         wf = self.workflows.get(workflow_id)
         if wf is None:
-            raise CommandError(f"unknown workflow {workflow_id!r}")
+            raise EngineCommandRejected(f"unknown workflow {workflow_id!r}")
         handler = getattr(self, "_cmd_" + command)
         result: Dict[str, Any] = handler(wf, node_id, data or {})
         self._changed()
@@ -152,7 +159,7 @@ class Engine:
         self, wf: Workflow, node_id: Optional[str], data: Dict[str, Any]
     ) -> Dict[str, Any]:
         if wf.state in ("running", "paused"):
-            raise CommandError(f"workflow {wf.workflow_id!r} is already {wf.state}")
+            raise EngineCommandRejected(f"workflow {wf.workflow_id!r} is already {wf.state}")
         wf.node_status = {n: "pending" for n in wf.nodes}
         wf.skip.clear()
         wf.state = "running"
@@ -173,7 +180,7 @@ class Engine:
     def _transition(self, wf: Workflow, verb: str, before: str, after: str, event: str) -> None:
         """Pause or resume: the workflow and its current node go from ``before`` to ``after``."""
         if wf.state != before:
-            raise CommandError(f"cannot {verb} workflow {wf.workflow_id!r}: it is {wf.state}, not {before}")
+            raise EngineCommandRejected(f"cannot {verb} workflow {wf.workflow_id!r}: it is {wf.state}, not {before}")
         wf.state = after
         node = self._current_node(wf)
         payload: Dict[str, Any] = {"type": event}
@@ -198,7 +205,7 @@ class Engine:
         self, wf: Workflow, node_id: Optional[str], data: Dict[str, Any]
     ) -> Dict[str, Any]:
         if wf.state not in ("running", "paused"):
-            raise CommandError(f"cannot stop workflow {wf.workflow_id!r}: it is {wf.state}, not running")
+            raise EngineCommandRejected(f"cannot stop workflow {wf.workflow_id!r}: it is {wf.state}, not running")
         self._cancel(wf)
         wf.state = "stopped"
         payload: Dict[str, Any] = {"type": "workflow_stopped"}
@@ -233,11 +240,11 @@ class Engine:
         index = self._node_index(wf, node_id)
         node = wf.nodes[index]
         if wf.state not in ("running", "paused"):
-            raise CommandError(
+            raise EngineCommandRejected(
                 f"cannot skip node {node!r}: workflow {wf.workflow_id!r} is {wf.state}, not running"
             )
         if index < wf.current or wf.node_status.get(node) in ("completed", "error", "skipped"):
-            raise CommandError(f"cannot skip node {node!r}: it has already finished")
+            raise EngineCommandRejected(f"cannot skip node {node!r}: it has already finished")
         if index == wf.current:
             self._cancel(wf)
             self._mark_skipped(wf, node)
@@ -255,12 +262,12 @@ class Engine:
         if "failNode" in data:
             fail = data["failNode"]
             if fail is not None and fail not in wf.nodes:
-                raise CommandError(f"failNode {fail!r} is not a node of {wf.workflow_id!r}")
+                raise EngineCommandRejected(f"failNode {fail!r} is not a node of {wf.workflow_id!r}")
             wf.fail_node = fail
         if "progressSteps" in data:
             steps = data["progressSteps"]
             if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-                raise CommandError("progressSteps must be a positive integer")
+                raise EngineCommandRejected("progressSteps must be a positive integer")
             wf.progress_steps = steps
         if node_id is not None:
             node_cfg = wf.config.setdefault("nodes", {})
@@ -291,11 +298,11 @@ class Engine:
     @staticmethod
     def _node_index(wf: Workflow, node_id: Optional[str]) -> int:
         if node_id is None:
-            raise CommandError("this command needs a nodeId")
+            raise EngineCommandRejected("this command needs a nodeId")
         try:
             return wf.nodes.index(node_id)
         except ValueError:
-            raise CommandError(f"unknown node {node_id!r} in workflow {wf.workflow_id!r}") from None
+            raise EngineCommandRejected(f"unknown node {node_id!r} in workflow {wf.workflow_id!r}") from None
 
     def _changed(self) -> None:
         if self._on_change is not None:
