@@ -85,7 +85,7 @@ def test_failing_node(backend: Backend, ws_client: Callable[..., RawWS]) -> None
         ("workflow_event", None, "workflow_failed"),
     ]
     error = next(e for e in backend.logged_events() if e["type"] == "node_error")["data"]["error"]
-    assert error["code"] == "NODE_FAILED" and error["recoverable"] is True and error["message"]
+    assert error["code"] == "UNKNOWN_ERROR" and error["recoverable"] is True and error["message"]
     assert backend.workflow_state("bad") == "failed"
     assert not any(e.get("nodeId") == "c" for e in backend.logged_events())
 

@@ -1,7 +1,7 @@
 """The simulated workflow engine of the reference backend.
 
 A workflow is a list of named nodes. Running it emits, through the ``emit`` callback the backend gives,
-the event sequence of PROTOCOL.md::
+the event sequence of docs/protocol.rst::
 
     workflow_event {type: workflow_started}
     for each node:
@@ -11,9 +11,11 @@ the event sequence of PROTOCOL.md::
         node_status_update {status: completed}
     workflow_event {type: workflow_completed}
 
-A node named as the workflow's ``fail_node`` fails half-way: ``node_error``, ``node_status_update``
-``error`` and ``workflow_event`` ``workflow_failed``. Everything runs on the backend's event loop; the
-methods here must be called from it.
+The ``data`` of the node events (progress, log, metadata, result, error) is built by
+:mod:`.node_payloads`, in the shapes of the protocol's *Node payloads*. A node named as the workflow's
+``fail_node`` fails half-way: ``node_error``, ``node_status_update`` ``error`` and ``workflow_event``
+``workflow_failed``. Everything runs on the backend's event loop; the methods here must be called
+from it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+from . import node_payloads
 
 __all__ = ["COMMANDS", "Engine", "EngineCommandRejected", "Workflow", "iso_now"]
 
@@ -366,9 +370,11 @@ class Engine:
         self._changed()
 
     async def _run_node(self, wf: Workflow, node: str) -> bool:
+        """Run one node; the payload shapes are :mod:`.node_payloads`'s. False if it failed."""
         emit = self._emit
         wid = wf.workflow_id
         began = time.monotonic()
+        started = time.time()
         wf.node_status[node] = "running"
         emit("node_status_update", wid, node, {"status": "running"})
         steps = wf.progress_steps
@@ -376,107 +382,24 @@ class Engine:
         last = max(1, steps // 2) if failing else steps
         for i in range(1, last + 1):
             await self._step(wf)
-            emit(
-                "node_progress_update",
-                wid,
-                node,
-                {
-                    "progress": {
-                        "current": i,
-                        "total": steps,
-                        "percentage": round(100 * i / steps),
-                        "message": f"{node}: step {i} of {steps}",
-                    }
-                },
-            )
+            emit("node_progress_update", wid, node, node_payloads.progress(node, i, steps, started, time.time()))
         await self._step(wf)
         if failing:
-            now = iso_now()
-            emit(
-                "node_log",
-                wid,
-                node,
-                {
-                    "logs": [
-                        {
-                            "timestamp": now,
-                            "level": "error",
-                            "message": f"{node} failed",
-                            "category": "engine",
-                        }
-                    ]
-                },
-            )
+            emit("node_log", wid, node, node_payloads.failure_logs(node, last, steps, time.time()))
             await self._step(wf)
-            emit(
-                "node_error",
-                wid,
-                node,
-                {
-                    "error": {
-                        "message": f"simulated failure in node {node}",
-                        "code": "NODE_FAILED",
-                        "details": {"step": last, "total": steps},
-                        "recoverable": True,
-                        "suggestions": ["clear failNode with update_config", "restart_node"],
-                    }
-                },
-            )
+            emit("node_error", wid, node, node_payloads.error(node, last, steps, time.time()))
             await self._step(wf)
             wf.node_status[node] = "error"
             emit("node_status_update", wid, node, {"status": "error"})
             return False
-        emit(
-            "node_log",
-            wid,
-            node,
-            {
-                "logs": [
-                    {
-                        "timestamp": iso_now(),
-                        "level": "info",
-                        "message": f"{node} started",
-                        "category": "engine",
-                    },
-                    {
-                        "timestamp": iso_now(),
-                        "level": "info",
-                        "message": f"{node} finished",
-                        "category": "engine",
-                    },
-                ]
-            },
-        )
+        index = wf.nodes.index(node)
+        rows = 100 * (index + 1)
+        emit("node_log", wid, node, node_payloads.success_logs(node, rows, time.time()))
         await self._step(wf)
-        rows = 100 * (wf.nodes.index(node) + 1)
-        emit(
-            "node_metadata",
-            wid,
-            node,
-            {
-                "metadata": {
-                    "executionTime": int((time.monotonic() - began) * 1000),
-                    "rowsProcessed": rows,
-                    "memoryUsage": 1024 * 1024,
-                    "performance": {"rowsPerSecond": rows * 10},
-                }
-            },
-        )
+        elapsed = time.monotonic() - began
+        emit("node_metadata", wid, node, node_payloads.metadata(wf.nodes, index, rows, elapsed, time.time()))
         await self._step(wf)
-        emit(
-            "node_result",
-            wid,
-            node,
-            {
-                "result": {
-                    "rowCount": rows,
-                    "columnCount": 2,
-                    "schema": [{"name": "id", "type": "integer"}, {"name": "value", "type": "string"}],
-                    "preview": [{"id": 1, "value": f"{node}-1"}, {"id": 2, "value": f"{node}-2"}],
-                    "statistics": {"nullCount": 0},
-                }
-            },
-        )
+        emit("node_result", wid, node, node_payloads.result(node, rows))
         await self._step(wf)
         wf.node_status[node] = "completed"
         emit("node_status_update", wid, node, {"status": "completed"})
