@@ -153,8 +153,8 @@ class _Payload:
     #: the wire object this was parsed from (``None`` when built in code or given a non-object)
     raw: Optional[Dict[str, Any]] = field(default=None, init=False, repr=False, compare=False)
 
-    _fields: ClassVar[Tuple[_Field, ...]] = ()
-    _wire_names: ClassVar[FrozenSet[str]] = frozenset()
+    #: (fields, their wire names), made from the type hints on first use (see _spec)
+    _spec: ClassVar[Optional[Tuple[Tuple[_Field, ...], FrozenSet[str]]]] = None
 
     @classmethod
     def from_wire(cls: Type[P], data: Any, *, strict: bool = False) -> P:
@@ -175,7 +175,7 @@ class _Payload:
     def unknown_keys(self) -> List[str]:
         """The paths of every ``extra`` key in this object and the payload objects in it."""
         out = [f"{key}: not a field of {type(self).__name__}" for key in self.extra]
-        for f in self._fields:
+        for f in _spec(type(self))[0]:
             value = getattr(self, f.attr)
             items = enumerate(value) if isinstance(value, list) else ((None, value),)
             for i, item in items:
@@ -187,7 +187,7 @@ class _Payload:
     def to_wire(self) -> Dict[str, Any]:
         """The wire object (camelCase; ``None`` fields left out; ``extra`` keys added back; not a deep copy)."""
         out: Dict[str, Any] = {}
-        for f in self._fields:
+        for f in _spec(type(self))[0]:
             value = getattr(self, f.attr)
             if value is not None:
                 out[f.wire] = _unparse(value)
@@ -410,7 +410,8 @@ def _build(cls: Type[P], raw: Dict[str, Any], path: str, problems: List[str]) ->
     the new object, to its own ``problems``."""
     start = len(problems)
     obj = cls()
-    for f in cls._fields:
+    fields, names = _spec(cls)
+    for f in fields:
         value = raw.get(f.wire)
         if value is None:
             if f.required:
@@ -419,7 +420,6 @@ def _build(cls: Type[P], raw: Dict[str, Any], path: str, problems: List[str]) ->
         parsed = f.check(value, _at(path, f.wire), problems)
         if parsed is not _BAD:
             setattr(obj, f.attr, parsed)
-    names = cls._wire_names
     for key in raw:
         if key not in names:
             obj.extra = {k: v for k, v in raw.items() if k not in names}
@@ -556,7 +556,17 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def _prepare(cls: Type[_Payload]) -> None:
+def _spec(cls: Type[_Payload]) -> Tuple[Tuple[_Field, ...], FrozenSet[str]]:
+    """The fields of a payload class and their wire names, made once per class on first use (a
+    race makes them twice, harmlessly); not at import, where the type hints would cost ~0.5 ms a class."""
+    spec: Optional[Tuple[Tuple[_Field, ...], FrozenSet[str]]] = cls.__dict__.get("_spec")
+    if spec is None:
+        spec = _prepare(cls)
+        cls._spec = spec
+    return spec
+
+
+def _prepare(cls: Type[_Payload]) -> Tuple[Tuple[_Field, ...], FrozenSet[str]]:
     hints = get_type_hints(cls)
     specs = []
     for f in dataclasses.fields(cls):
@@ -565,8 +575,7 @@ def _prepare(cls: Type[_Payload]) -> None:
         check = _check_time if f.metadata.get("time") else _checker(hints[f.name])
         wire = f.metadata.get("wire") or _camel(f.name)
         specs.append(_Field(f.name, wire, bool(f.metadata.get("required")), check))
-    cls._fields = tuple(specs)
-    cls._wire_names = frozenset(s.wire for s in specs)
+    return tuple(specs), frozenset(s.wire for s in specs)
 
 
 def _unparse(value: Any) -> Any:
@@ -578,18 +587,3 @@ def _unparse(value: Any) -> Any:
         return value.value
     return value
 
-
-for _cls in (
-    ProgressStage,
-    NodeProgress,
-    NodeError,
-    SchemaField,
-    DataSchema,
-    DataStatistics,
-    NodeResult,
-    PerformanceMetrics,
-    NodeMetadata,
-    NodeLog,
-    NodeLogs,
-):
-    _prepare(_cls)

@@ -112,6 +112,25 @@ def test_full_payload_parses_without_problems_and_round_trips(cls: Any) -> None:
     assert cls.from_wire(obj.to_wire()) == obj
 
 
+ALL_TYPES = (
+    NodeProgress, ProgressStage, NodeError, NodeResult, DataSchema, SchemaField, DataStatistics,
+    NodeMetadata, PerformanceMetrics, NodeLog, NodeLogs,
+)
+
+
+@pytest.mark.parametrize("cls", ALL_TYPES, ids=lambda c: c.__name__)
+def test_every_type_parses_an_empty_object_reporting_only_required_fields(cls: Any) -> None:
+    obj = cls.from_wire({})
+    required = {
+        NodeProgress: ("current", "total"), ProgressStage: ("name", "status"), NodeError: ("message",),
+        DataSchema: ("fields",), SchemaField: ("name", "type"), NodeLog: ("timestamp", "level", "message"),
+        NodeLogs: ("logs",),
+    }.get(cls, ())
+    assert obj.problems == tuple(f"{name}: missing" for name in required)
+    assert obj == cls() and obj.raw == {}
+    assert cls.from_wire(obj.to_wire()) == obj
+
+
 def test_fields_are_typed_and_snake_case() -> None:
     progress = NodeProgress.from_wire(FULL[NodeProgress])
     assert progress.estimated_time_remaining == 2500 and progress.start_time == T
