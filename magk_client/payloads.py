@@ -437,31 +437,37 @@ def _expected(what: str, value: Any, path: str, problems: List[str]) -> Any:
 
 
 def _check_str(value: Any, path: str, problems: List[str]) -> Any:
-    return value if type(value) is str else _expected("a string", value, path, problems)
+    return value if isinstance(value, str) else _expected("a string", value, path, problems)
 
 
 def _check_bool(value: Any, path: str, problems: List[str]) -> Any:
-    return value if type(value) is bool else _expected("a boolean", value, path, problems)
+    return value if isinstance(value, bool) else _expected("a boolean", value, path, problems)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check_number(value: Any, path: str, problems: List[str]) -> Any:
-    return value if type(value) in (int, float) else _expected("a number", value, path, problems)
+    return value if _is_number(value) else _expected("a number", value, path, problems)
 
 
 def _check_int(value: Any, path: str, problems: List[str]) -> Any:
-    if type(value) is int:
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if type(value) is float and value.is_integer():
+    if isinstance(value, float) and value.is_integer():
         return int(value)  # 100.0 from a server that does all its arithmetic in floats
     return _expected("an integer", value, path, problems)
 
 
 def _check_str_or_number(value: Any, path: str, problems: List[str]) -> Any:
-    return value if type(value) in (str, int, float) else _expected("a string or a number", value, path, problems)
+    if isinstance(value, str) or _is_number(value):
+        return value
+    return _expected("a string or a number", value, path, problems)
 
 
 def _check_object(value: Any, path: str, problems: List[str]) -> Any:
-    return value if type(value) is dict else _expected("an object", value, path, problems)
+    return value if isinstance(value, dict) else _expected("an object", value, path, problems)
 
 
 def _check_any(value: Any, path: str, problems: List[str]) -> Any:
@@ -469,7 +475,7 @@ def _check_any(value: Any, path: str, problems: List[str]) -> Any:
 
 
 def _check_time(value: Any, path: str, problems: List[str]) -> Any:
-    if type(value) is not str:
+    if not isinstance(value, str):
         return _expected("an ISO-8601 time string", value, path, problems)
     try:
         # fromisoformat takes "Z" only from 3.11; 3 or 6 digits of fraction from 3.7
@@ -482,7 +488,7 @@ def _check_time(value: Any, path: str, problems: List[str]) -> Any:
 
 def _list_of(item: _Check) -> _Check:
     def check(value: Any, path: str, problems: List[str]) -> Any:
-        if type(value) is not list:
+        if not isinstance(value, list):
             return _expected("an array", value, path, problems)
         out = []
         for i, v in enumerate(value):
@@ -499,7 +505,7 @@ def _enum(cls: Type[StrEnum]) -> _Check:
     names = ", ".join(members)
 
     def check(value: Any, path: str, problems: List[str]) -> Any:
-        if type(value) is not str:
+        if not isinstance(value, str):
             return _expected("a string", value, path, problems)
         member = members.get(value)
         if member is None:
@@ -512,7 +518,7 @@ def _enum(cls: Type[StrEnum]) -> _Check:
 
 def _nested(cls: Type[_Payload]) -> _Check:
     def check(value: Any, path: str, problems: List[str]) -> Any:
-        if type(value) is not dict:
+        if not isinstance(value, dict):
             return _expected("an object", value, path, problems)
         return _build(cls, value, path, problems)
 
