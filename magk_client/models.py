@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 from dataclasses_json import DataClassJsonMixin, LetterCase, config
+
+if TYPE_CHECKING:
+    from .payloads import NodePayload
 
 __all__ = [
     "BackendHealth",
@@ -120,6 +123,23 @@ class RealtimeMessage(DataClassJsonMixin):
 
     def __post_init__(self) -> None:
         self.type = message_type(self.type)
+
+    @property
+    def payload(self) -> Optional[NodePayload]:
+        """``data`` as a typed node payload (:mod:`magk_client.payloads`); ``None`` for other types.
+
+        Parsed leniently on first access, on the calling thread (never the reader's), then cached
+        for as long as ``data`` is the same object; check its ``problems``.
+        """
+        cached = self.__dict__.get("_payload")
+        data = self.data
+        if cached is not None and cached[0] is data:
+            return cached[1]  # type: ignore[no-any-return]
+        from .payloads import parse_payload
+
+        value = parse_payload(self.type, data)
+        self.__dict__["_payload"] = (data, value)
+        return value
 
 
 @dataclass

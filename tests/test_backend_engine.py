@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Tuple
 
+import pytest
 from conftest import RawWS, is_workflow_event
 
-from magk_client.testing import Backend
+import magk_client
+import magk_client.testing as testing_pkg
+from magk_client.testing import Backend, EngineCommandRejected
+from magk_client.testing.engine import Engine
 
 
 def summary(msgs: List[Dict[str, Any]]) -> List[Tuple[str, Any, Any]]:
@@ -81,7 +85,7 @@ def test_failing_node(backend: Backend, ws_client: Callable[..., RawWS]) -> None
         ("workflow_event", None, "workflow_failed"),
     ]
     error = next(e for e in backend.logged_events() if e["type"] == "node_error")["data"]["error"]
-    assert error["code"] == "NODE_FAILED" and error["recoverable"] is True and error["message"]
+    assert error["code"] == "UNKNOWN_ERROR" and error["recoverable"] is True and error["message"]
     assert backend.workflow_state("bad") == "failed"
     assert not any(e.get("nodeId") == "c" for e in backend.logged_events())
 
@@ -210,3 +214,16 @@ def test_unknown_workflow_and_command(backend: Backend) -> None:
     assert r["success"] is False and "unknown workflow" in r["error"]
     r = backend.execute_command("fly_to_moon", "wf-1")
     assert r["success"] is False and "unknown command" in r["error"]
+
+
+def test_engine_rejection_is_not_the_clients_command_error() -> None:
+    engine = Engine(lambda *event: None, lambda: 0.0)
+    with pytest.raises(EngineCommandRejected, match="unknown workflow"):
+        engine.execute("start_workflow", "nope")
+    with pytest.raises(EngineCommandRejected, match="unknown command"):
+        engine.execute("launch", "nope")
+    assert not issubclass(EngineCommandRejected, magk_client.MagkError)
+    # the old export still resolves, with a warning naming the new one
+    with pytest.warns(DeprecationWarning, match="EngineCommandRejected"):
+        old = testing_pkg.CommandError
+    assert old is EngineCommandRejected

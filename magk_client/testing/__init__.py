@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 from .backend import (
     BAD_KINDS,
     COMMANDS_PATH,
@@ -14,7 +17,7 @@ from .backend import (
     ScriptedResponse,
     iso_now,
 )
-from .engine import COMMANDS, CommandError
+from .engine import COMMANDS, EngineCommandRejected
 from .proxy import FaultProxy
 from .recorder import Recorder, StateRecorder
 from .replay import LoggedEvent, ReplayLog
@@ -28,7 +31,7 @@ __all__ = [
     "SSE_PATH",
     "WS_PATH",
     "Backend",
-    "CommandError",
+    "EngineCommandRejected",
     "FaultProxy",
     "LoggedEvent",
     "ReceivedMessage",
@@ -38,3 +41,17 @@ __all__ = [
     "StateRecorder",
     "iso_now",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The engine's exception used to be exported as ``CommandError``, the name of the client's
+    # magk_client.errors.CommandError (a different thing); the old name still works, with a warning.
+    if name == "CommandError":
+        warnings.warn(
+            "magk_client.testing.CommandError is now EngineCommandRejected "
+            "(magk_client.CommandError is the client's exception)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return EngineCommandRejected
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """The simulated workflow engine of the reference backend.
 
 A workflow is a list of named nodes. Running it emits, through the ``emit`` callback the backend gives,
-the event sequence of PROTOCOL.md::
+the event sequence of docs/protocol.rst::
 
     workflow_event {type: workflow_started}
     for each node:
@@ -11,9 +11,11 @@ the event sequence of PROTOCOL.md::
         node_status_update {status: completed}
     workflow_event {type: workflow_completed}
 
-A node named as the workflow's ``fail_node`` fails half-way: ``node_error``, ``node_status_update``
-``error`` and ``workflow_event`` ``workflow_failed``. Everything runs on the backend's event loop; the
-methods here must be called from it.
+The ``data`` of the node events (progress, log, metadata, result, error) is built by
+:mod:`.node_payloads`, in the shapes of the protocol's *Node payloads*. A node named as the workflow's
+``fail_node`` fails half-way: ``node_error``, ``node_status_update`` ``error`` and ``workflow_event``
+``workflow_failed``. Everything runs on the backend's event loop; the methods here must be called
+from it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-__all__ = ["COMMANDS", "CommandError", "Engine", "Workflow", "iso_now"]
+from . import node_payloads
+
+__all__ = ["COMMANDS", "Engine", "EngineCommandRejected", "Workflow", "iso_now"]
 
 COMMANDS = (
     "start_workflow",
@@ -41,8 +45,12 @@ STATES = ("idle", "running", "paused", "completed", "failed", "stopped")
 Emit = Callable[[str, str, Optional[str], Dict[str, Any]], None]
 
 
-class CommandError(Exception):
-    """A well-formed command that cannot be carried out (answered with ``success: false``)."""
+class EngineCommandRejected(Exception):
+    """A well-formed command the engine cannot carry out; the backend answers it with ``success: false``.
+
+    Server-side only: the client's :class:`magk_client.errors.CommandError` is a different thing (a
+    command that failed or timed out, as the client sees it).
+    """
 
 
 @dataclass
@@ -137,12 +145,15 @@ class Engine:
         node_id: Optional[str] = None,
         data: Optional[Dict[str, Any]] = None,
     ) -> Dict[str, Any]:
-        """Carry out one command; returns the response ``data``; raises :class:`CommandError`."""
+        """Carry out one command; returns the response ``data``.
+
+        Raises :class:`EngineCommandRejected` for an unknown command, workflow or node, or a wrong state.
+        """
         if command not in COMMANDS:
-            raise CommandError(f"unknown command {command!r}; expected one of: {', '.join(COMMANDS)}")
+            raise EngineCommandRejected(f"unknown command {command!r}; expected one of: {', '.join(COMMANDS)}")
         wf = self.workflows.get(workflow_id)
         if wf is None:
-            raise CommandError(f"unknown workflow {workflow_id!r}")
+            raise EngineCommandRejected(f"unknown workflow {workflow_id!r}")
         handler = getattr(self, "_cmd_" + command)
         result: Dict[str, Any] = handler(wf, node_id, data or {})
         self._changed()
@@ -152,7 +163,7 @@ class Engine:
         self, wf: Workflow, node_id: Optional[str], data: Dict[str, Any]
     ) -> Dict[str, Any]:
         if wf.state in ("running", "paused"):
-            raise CommandError(f"workflow {wf.workflow_id!r} is already {wf.state}")
+            raise EngineCommandRejected(f"workflow {wf.workflow_id!r} is already {wf.state}")
         wf.node_status = {n: "pending" for n in wf.nodes}
         wf.skip.clear()
         wf.state = "running"
@@ -173,7 +184,7 @@ class Engine:
     def _transition(self, wf: Workflow, verb: str, before: str, after: str, event: str) -> None:
         """Pause or resume: the workflow and its current node go from ``before`` to ``after``."""
         if wf.state != before:
-            raise CommandError(f"cannot {verb} workflow {wf.workflow_id!r}: it is {wf.state}, not {before}")
+            raise EngineCommandRejected(f"cannot {verb} workflow {wf.workflow_id!r}: it is {wf.state}, not {before}")
         wf.state = after
         node = self._current_node(wf)
         payload: Dict[str, Any] = {"type": event}
@@ -198,7 +209,7 @@ class Engine:
         self, wf: Workflow, node_id: Optional[str], data: Dict[str, Any]
     ) -> Dict[str, Any]:
         if wf.state not in ("running", "paused"):
-            raise CommandError(f"cannot stop workflow {wf.workflow_id!r}: it is {wf.state}, not running")
+            raise EngineCommandRejected(f"cannot stop workflow {wf.workflow_id!r}: it is {wf.state}, not running")
         self._cancel(wf)
         wf.state = "stopped"
         payload: Dict[str, Any] = {"type": "workflow_stopped"}
@@ -233,11 +244,11 @@ class Engine:
         index = self._node_index(wf, node_id)
         node = wf.nodes[index]
         if wf.state not in ("running", "paused"):
-            raise CommandError(
+            raise EngineCommandRejected(
                 f"cannot skip node {node!r}: workflow {wf.workflow_id!r} is {wf.state}, not running"
             )
         if index < wf.current or wf.node_status.get(node) in ("completed", "error", "skipped"):
-            raise CommandError(f"cannot skip node {node!r}: it has already finished")
+            raise EngineCommandRejected(f"cannot skip node {node!r}: it has already finished")
         if index == wf.current:
             self._cancel(wf)
             self._mark_skipped(wf, node)
@@ -255,12 +266,12 @@ class Engine:
         if "failNode" in data:
             fail = data["failNode"]
             if fail is not None and fail not in wf.nodes:
-                raise CommandError(f"failNode {fail!r} is not a node of {wf.workflow_id!r}")
+                raise EngineCommandRejected(f"failNode {fail!r} is not a node of {wf.workflow_id!r}")
             wf.fail_node = fail
         if "progressSteps" in data:
             steps = data["progressSteps"]
             if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-                raise CommandError("progressSteps must be a positive integer")
+                raise EngineCommandRejected("progressSteps must be a positive integer")
             wf.progress_steps = steps
         if node_id is not None:
             node_cfg = wf.config.setdefault("nodes", {})
@@ -291,11 +302,11 @@ class Engine:
     @staticmethod
     def _node_index(wf: Workflow, node_id: Optional[str]) -> int:
         if node_id is None:
-            raise CommandError("this command needs a nodeId")
+            raise EngineCommandRejected("this command needs a nodeId")
         try:
             return wf.nodes.index(node_id)
         except ValueError:
-            raise CommandError(f"unknown node {node_id!r} in workflow {wf.workflow_id!r}") from None
+            raise EngineCommandRejected(f"unknown node {node_id!r} in workflow {wf.workflow_id!r}") from None
 
     def _changed(self) -> None:
         if self._on_change is not None:
@@ -359,9 +370,11 @@ class Engine:
         self._changed()
 
     async def _run_node(self, wf: Workflow, node: str) -> bool:
+        """Run one node; the payload shapes are :mod:`.node_payloads`'s. False if it failed."""
         emit = self._emit
         wid = wf.workflow_id
         began = time.monotonic()
+        started = time.time()
         wf.node_status[node] = "running"
         emit("node_status_update", wid, node, {"status": "running"})
         steps = wf.progress_steps
@@ -369,107 +382,24 @@ class Engine:
         last = max(1, steps // 2) if failing else steps
         for i in range(1, last + 1):
             await self._step(wf)
-            emit(
-                "node_progress_update",
-                wid,
-                node,
-                {
-                    "progress": {
-                        "current": i,
-                        "total": steps,
-                        "percentage": round(100 * i / steps),
-                        "message": f"{node}: step {i} of {steps}",
-                    }
-                },
-            )
+            emit("node_progress_update", wid, node, node_payloads.progress(node, i, steps, started, time.time()))
         await self._step(wf)
         if failing:
-            now = iso_now()
-            emit(
-                "node_log",
-                wid,
-                node,
-                {
-                    "logs": [
-                        {
-                            "timestamp": now,
-                            "level": "error",
-                            "message": f"{node} failed",
-                            "category": "engine",
-                        }
-                    ]
-                },
-            )
+            emit("node_log", wid, node, node_payloads.failure_logs(node, last, steps, time.time()))
             await self._step(wf)
-            emit(
-                "node_error",
-                wid,
-                node,
-                {
-                    "error": {
-                        "message": f"simulated failure in node {node}",
-                        "code": "NODE_FAILED",
-                        "details": {"step": last, "total": steps},
-                        "recoverable": True,
-                        "suggestions": ["clear failNode with update_config", "restart_node"],
-                    }
-                },
-            )
+            emit("node_error", wid, node, node_payloads.error(node, last, steps, time.time()))
             await self._step(wf)
             wf.node_status[node] = "error"
             emit("node_status_update", wid, node, {"status": "error"})
             return False
-        emit(
-            "node_log",
-            wid,
-            node,
-            {
-                "logs": [
-                    {
-                        "timestamp": iso_now(),
-                        "level": "info",
-                        "message": f"{node} started",
-                        "category": "engine",
-                    },
-                    {
-                        "timestamp": iso_now(),
-                        "level": "info",
-                        "message": f"{node} finished",
-                        "category": "engine",
-                    },
-                ]
-            },
-        )
+        index = wf.nodes.index(node)
+        rows = 100 * (index + 1)
+        emit("node_log", wid, node, node_payloads.success_logs(node, rows, time.time()))
         await self._step(wf)
-        rows = 100 * (wf.nodes.index(node) + 1)
-        emit(
-            "node_metadata",
-            wid,
-            node,
-            {
-                "metadata": {
-                    "executionTime": int((time.monotonic() - began) * 1000),
-                    "rowsProcessed": rows,
-                    "memoryUsage": 1024 * 1024,
-                    "performance": {"rowsPerSecond": rows * 10},
-                }
-            },
-        )
+        elapsed = time.monotonic() - began
+        emit("node_metadata", wid, node, node_payloads.metadata(wf.nodes, index, rows, elapsed, time.time()))
         await self._step(wf)
-        emit(
-            "node_result",
-            wid,
-            node,
-            {
-                "result": {
-                    "rowCount": rows,
-                    "columnCount": 2,
-                    "schema": [{"name": "id", "type": "integer"}, {"name": "value", "type": "string"}],
-                    "preview": [{"id": 1, "value": f"{node}-1"}, {"id": 2, "value": f"{node}-2"}],
-                    "statistics": {"nullCount": 0},
-                }
-            },
-        )
+        emit("node_result", wid, node, node_payloads.result(node, rows))
         await self._step(wf)
         wf.node_status[node] = "completed"
         emit("node_status_update", wid, node, {"status": "completed"})

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
-from ..engine import CommandError, Engine
+from ..engine import Engine, EngineCommandRejected
 from .records import Records
 
 __all__ = ["BadPayload", "Command", "CommandDesk", "command_in_envelope", "parse_command"]
@@ -90,7 +90,7 @@ class CommandDesk:
         response: Dict[str, Any] = {"requestId": rid, "command": cmd.command}
         try:
             result = self._engine.execute(cmd.command, cmd.workflow_id, cmd.node_id, cmd.data)
-        except CommandError as exc:
+        except EngineCommandRejected as exc:
             response["success"] = False
             response["error"] = str(exc)
         else:
