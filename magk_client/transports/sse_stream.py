@@ -8,9 +8,11 @@ against the WHATWG rules (HTML section 9.2, FAULTS.md S5-S16):
 - S9: the stream is decoded as UTF-8 with replacement (sseclient-py ends the stream
   on invalid UTF-8), incrementally, so a character split across chunks survives;
   exactly one leading U+FEFF is dropped (sseclient-py loses the first event).
-- S10: CRLF and lone CR become LF before sseclient-py sees them; a CR at the end of
-  a chunk is held until the next chunk shows whether an LF follows
-  (sseclient-py merges ``data:a\\n\\r\\ndata:b\\n\\n`` into one event).
+- S10: CRLF and lone CR become LF before sseclient-py sees them
+  (sseclient-py merges ``data:a\\n\\r\\ndata:b\\n\\n`` into one event). A CR ends
+  its line at once, even at the end of a read (an event of CR-only lines is complete
+  at its second CR); an LF at the start of the next read is then dropped, so a CRLF
+  split across reads is still one line end.
 - S16: sseclient-py is fed only complete events (up to the last blank line);
   an event cut off by the end of the stream is discarded, not dispatched.
 - S5-S7: ``id`` and ``retry`` lines are read here, in stream order, because
@@ -104,8 +106,7 @@ class SSEDecoder:
     """Incremental WHATWG event-stream decoder (bytes in, :class:`SSEEvent` out).
 
     ``feed(chunk)`` returns the events completed by ``chunk`` in stream order;
-    ``finish()`` ends the stream (a pending CR counts as a line end; an
-    incomplete event is discarded). Besides dispatched events, a block that
+    ``finish()`` ends the stream (an incomplete event is discarded). Besides dispatched events, a block that
     changes the last event id without carrying data yields
     ``SSEEvent(data="", id=<new id or None>, dispatch=False)``.
 
@@ -133,7 +134,7 @@ class SSEDecoder:
         self.pending_error: Optional[MessageTooLargeError] = None
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._bom_pending = True
-        self._held_cr = False
+        self._skip_lf = False  # the last read ended with a CR: drop one LF next
         self._tail: List[bytes] = []
         self._tail_len = 0
         self._tail_ends_lf = False
@@ -147,14 +148,9 @@ class SSEDecoder:
         return self._feed_text(self._utf8.decode(data))
 
     def finish(self) -> List[SSEEvent]:
-        """End of stream: a held CR ends its line; a partial event is discarded (S16)."""
+        """End of stream: a partial event is discarded (S16)."""
         self._check()
-        text = self._utf8.decode(b"", final=True)
-        if self._held_cr:
-            # The CR was a line terminator after all (nothing followed it).
-            self._held_cr = False
-            text = "\n" + text
-        events = self._feed_text(text)
+        events = self._feed_text(self._utf8.decode(b"", final=True))
         self._finished = True
         self._tail = []
         self._tail_len = 0
@@ -190,14 +186,16 @@ class SSEDecoder:
             self._bom_pending = False
             if text[0] == "\ufeff":
                 text = text[1:]
-        if self._held_cr:
-            self._held_cr = False
-            text = "\r" + text
+        if self._skip_lf:
+            # The last read ended with a CR, already taken as a line end: an LF now is the
+            # second half of that CRLF, not a line of its own (S10).
+            self._skip_lf = False
+            if text[:1] == "\n":
+                text = text[1:]
         if "\r" in text:
-            if text[-1] == "\r":
-                # Could be the first half of a CRLF split across chunks (S10).
-                self._held_cr = True
-                text = text[:-1]
+            # A CR is a line end at once, even the last character of a read (an event of
+            # CR-only lines ends in CR CR and is complete then).
+            self._skip_lf = text[-1] == "\r"
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if not text:
             return []
