@@ -82,6 +82,36 @@ READ_SIZE = 65536
 _MAX_ERROR_BODY = 65536
 
 
+class CredentialQueryFilter(logging.Filter):
+    """Redacts credential query values (``token=``, ``api_key=``, ... as :func:`redact_url`
+    does) in the records of urllib3's loggers, which log each request's URL at DEBUG
+    (``token_in_query=True`` puts the token there). Runs on the thread that logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args:
+            scrubbed = tuple(redact_url(a) if isinstance(a, str) else a for a in args)
+            if scrubbed != args:
+                record.args = scrubbed
+        elif not args and isinstance(record.msg, str):
+            record.msg = redact_url(record.msg)
+        return True
+
+
+#: urllib3's loggers that may name a URL (requests itself logs none).
+_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry", "urllib3.connection")
+_log_filter_lock = threading.Lock()
+
+
+def install_log_filter() -> None:
+    """Put one :class:`CredentialQueryFilter` on each of urllib3's loggers (idempotent, thread-safe)."""
+    with _log_filter_lock:
+        for name in _URLLIB3_LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(type(f).__name__ == CredentialQueryFilter.__name__ for f in logger.filters):
+                logger.addFilter(CredentialQueryFilter())
+
+
 class _ContextAdapter(requests.adapters.HTTPAdapter):
     """An HTTPAdapter whose every TLS connection uses one ``ssl.SSLContext``.
 
@@ -250,7 +280,7 @@ class SSETransport(Transport):
         self._eof = False
         self._failed: Optional[MagkConnectionError] = None
         self._opened = False
-        self._secrets = tuple(v for v in options.headers.values() if isinstance(v, str) and len(v) >= 4)
+        install_log_filter()
 
     # -- state ------------------------------------------------------------------------
 
@@ -258,19 +288,8 @@ class SSETransport(Transport):
     def last_event_id(self) -> Optional[str]:
         return self._decoder.last_event_id
 
-    def _scrub(self, text: str) -> str:
-        """Last line of defence: no header value (token, API key) in any message."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-            # "Bearer <token>": the token alone may appear too
-            token = secret.split(" ", 1)[-1]
-            if len(token) >= 4 and token in text:
-                text = text.replace(token, "***")
-        return text
-
     def _where(self, url: Optional[str] = None) -> str:
-        return self._scrub(redact_url(url if url is not None else self.options.url))
+        return self.scrub(redact_url(url if url is not None else self.options.url))
 
     # -- open -------------------------------------------------------------------------
 
@@ -306,13 +325,17 @@ class SSETransport(Transport):
             self._session = session
         timeout = (self.options.connect_timeout, self.options.read_timeout)
         log.debug("SSE connecting to %s (Last-Event-ID %s)", where, "set" if last_event_id else "none")
+        failure: Optional[MagkConnectionError] = None
         try:
             resp = session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
-        except BaseException as exc:  # noqa: BLE001 - translated below, never leaks
+        except BaseException as exc:  # noqa: BLE001 - translated, never chained (its text may hold secrets)
             self._abandon()
             if self._closed.is_set():
-                raise TransportClosed(f"SSE transport closed while connecting to {where}") from None
-            raise self._translate_request_error(exc, f"SSE request to {where}") from None
+                failure = TransportClosed(f"SSE transport closed while connecting to {where}")
+            else:
+                failure = self._translate_request_error(exc, f"SSE request to {where}")
+        if failure is not None:
+            raise failure
         self.status = resp.status_code
         error = self._check_response(resp, where)
         if error is not None:
@@ -341,7 +364,7 @@ class SSETransport(Transport):
             ctype = resp.headers.get("Content-Type", "")
             if ctype.split(";", 1)[0].strip().lower() == "text/event-stream":
                 return None
-            shown = self._scrub(ctype[:80]) or "none"
+            shown = self.scrub(ctype)[:80] or "none"
             return ProtocolError(
                 f"{what} answered with content type {shown!r}, not text/event-stream",
                 status=status,
@@ -390,7 +413,7 @@ class SSETransport(Transport):
         return sock if isinstance(sock, socket.socket) else None
 
     def _translate_request_error(self, exc: BaseException, what: str) -> MagkConnectionError:
-        reason = self._scrub(_reason(exc))
+        reason = self.scrub(_reason(exc))
         if isinstance(exc, MagkConnectionError):
             return exc
         if _cert_verify_failed(exc):
@@ -448,16 +471,17 @@ class SSETransport(Transport):
                 if raw is None or self._closed.is_set():
                     raise TransportClosed("SSE transport is not open" if raw is None else "SSE transport closed")
                 self._reading = True
+            failure: Optional[MagkConnectionError] = None
             try:
                 chunk = self._read_now()
-            except BaseException as exc:  # noqa: BLE001 - translated
-                self._end_read()
-                if self._closed.is_set():
-                    raise TransportClosed("SSE transport closed") from None
-                self._fail(self._translate_read_error(exc))
+            except BaseException as exc:  # noqa: BLE001 - translated, never chained (its text may hold secrets)
+                chunk = b""
+                failure = self._translate_read_error(exc)
             self._end_read()
             if self._closed.is_set():
                 raise TransportClosed("SSE transport closed")
+            if failure is not None:
+                self._fail(failure)
             try:
                 if chunk:
                     self.last_activity = time.monotonic()
@@ -466,7 +490,9 @@ class SSETransport(Transport):
                     self._eof = True
                     events = self._decoder.finish()
             except MessageTooLargeError as exc:
-                self._fail(exc)
+                failure = exc
+            if failure is not None:
+                self._fail(failure)
             if self._decoder.retry_ms is not None:
                 self.retry_ms = self._decoder.retry_ms
             if events:
@@ -498,7 +524,7 @@ class SSETransport(Transport):
         if _cert_verify_failed(exc):
             return NetworkError(f"SSE stream from {where}: TLS certificate verification failed", terminal=True)
         if isinstance(exc, (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)):
-            return NetworkError(f"SSE stream from {where} was cut off: {self._scrub(_reason(exc))}")
+            return NetworkError(f"SSE stream from {where} was cut off: {self.scrub(_reason(exc))}")
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise exc
         return NetworkError(f"SSE stream from {where} failed: {type(exc).__name__}")
@@ -521,6 +547,7 @@ class SSETransport(Transport):
             if self._send_session is None:
                 self._send_session = _new_session(self.options.ssl_context, url)
             session = self._send_session
+            failure: Optional[MagkConnectionError] = None
             try:
                 resp = session.post(
                     url,
@@ -530,11 +557,12 @@ class SSETransport(Transport):
                     allow_redirects=False,
                     stream=True,
                 )
-            except BaseException as exc:  # noqa: BLE001 - translated
-                err = self._translate_request_error(exc, f"POST to {where}")
-                if isinstance(err, MagkTimeoutError):
-                    err = MagkTimeoutError(f"POST to {where} timed out ({self.options.send_timeout} s)")
-                raise err from None
+            except BaseException as exc:  # noqa: BLE001 - translated, never chained (its text may hold secrets)
+                failure = self._translate_request_error(exc, f"POST to {where}")
+                if isinstance(failure, MagkTimeoutError):
+                    failure = MagkTimeoutError(f"POST to {where} timed out ({self.options.send_timeout} s)")
+            if failure is not None:
+                raise failure
             status = resp.status_code
             self._discard(resp, drain=True)
         if 200 <= status < 300:
