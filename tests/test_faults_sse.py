@@ -44,6 +44,7 @@ import os
 import random
 import socket
 import ssl
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -57,6 +58,7 @@ from service_helpers import (
     times_of,
     wait_threads_gone,
 )
+from sse_raw_server import RawServer
 
 from magk_client import ConnectionState, MagkTimeoutError, RealtimeMessage, RealtimeService
 from magk_client.errors import (
@@ -488,6 +490,26 @@ def test_row33_requests_ca_bundle_alone_is_not_trusted_on_either_transport(
             service.connect(timeout=5)
         assert info.value.terminal
         assert server.counters.get("ws_connects", 0) == 0 and server.sse_connects == 0
+
+
+def test_disconnect_while_the_sse_handshake_waits_for_headers_is_prompt() -> None:
+    """Issue 8 item 4: a server that accepts and never answers the headers. The read timeout is
+    40 s (heartbeat interval + timeout); disconnect() must not wait for it, nor must any thread."""
+    answer = threading.Event()
+    srv = RawServer([lambda conn, req: answer.wait(60)])
+    try:
+        service = make_service(
+            srv.url(), heartbeat_interval_ms=30000, heartbeat_timeout_ms=10000, connection_timeout_ms=10000
+        )
+        service.connect(wait=False)
+        srv.wait_requests(1)  # the SSE request is sent; its response headers never come
+        start = time.monotonic()
+        service.disconnect()
+        assert time.monotonic() - start < 2.0  # generous: the timeouts at stake are 10 and 40 s
+        wait_threads_gone(timeout=2.0)
+    finally:
+        answer.set()
+        srv.close()
 
 
 def test_sse_threads_and_fds_back_to_baseline_after_faults(server: Backend, proxy: FaultProxy) -> None:

@@ -89,7 +89,7 @@ def test_token_in_query_never_reaches_the_urllib3_debug_log(
 
 
 def test_the_urllib3_log_filter_is_installed_once_and_scrubs_only_credentials(transports: Any) -> None:
-    from magk_client.transports import sse as sse_module
+    from magk_client.transports import sse_http as sse_module
 
     for _ in range(3):
         make(transports, "http://127.0.0.1:9/events")

@@ -16,6 +16,10 @@ What is raised when (every error is a :class:`~magk_client.errors.MagkConnection
       headers within the read timeout): :class:`MagkTimeoutError`.
     - TLS certificate verification failure: terminal :class:`NetworkError` saying so;
       other TLS failures: :class:`NetworkError`.
+    - ``close()`` from another thread: :class:`TransportClosed` "closed while connecting",
+      promptly once the TCP connection is made (TLS handshake, wait for the headers); a TCP
+      connect itself still runs to its end or ``connect_timeout``.
+    - urllib3 older than 2.2: terminal :class:`ProtocolError` saying so.
 
 ``receive()``
     - the events completed by the bytes available now, as one list (never empty);
@@ -36,25 +40,25 @@ requests sessions do not read the environment (``trust_env=False``), and the ada
 drops any CA file requests would add, so ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, netrc
 and proxy variables cannot change what is trusted or where credentials go (FAULTS 33).
 
-Reading: ``receive()`` hands over every byte as soon as it arrives (``read1`` on the
-response), whether the body is chunked or close-delimited (FAULTS 22).
+Reading: ``receive()`` hands over every byte as soon as it arrives (urllib3's
+``HTTPResponse.read1``), whether the body is chunked or close-delimited (FAULTS 22).
+
+Errors of requests, urllib3, ssl and socket are translated into ours with a secret-free
+reason and never chained (``__cause__``/``__context__``): their text may hold a URL or
+whatever a hostile server sent back, credentials included.
 """
 
 from __future__ import annotations
 
 import email.utils
-import errno
 import functools
 import http.client
 import logging
-import socket
-import ssl
 import threading
 import time
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Union
 
 import requests
-import requests.adapters
 import urllib3
 import urllib3.exceptions
 
@@ -70,6 +74,7 @@ from ..errors import (
 )
 from ..models import ConnectionType
 from .base import Inbound, Transport, TransportOptions
+from .sse_http import SocketWatch, cert_verify_failed, install_log_filter, new_session, reason, timed_out
 from .sse_stream import SSEDecoder
 
 __all__ = ["SSETransport"]
@@ -81,125 +86,10 @@ READ_SIZE = 65536
 #: Most of an error reply's body read (and dropped) so the connection can be reused.
 _MAX_ERROR_BODY = 65536
 
-
-class CredentialQueryFilter(logging.Filter):
-    """Redacts credential query values (``token=``, ``api_key=``, ... as :func:`redact_url`
-    does) in the records of urllib3's loggers, which log each request's URL at DEBUG
-    (``token_in_query=True`` puts the token there). Runs on the thread that logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and args:
-            scrubbed = tuple(redact_url(a) if isinstance(a, str) else a for a in args)
-            if scrubbed != args:
-                record.args = scrubbed
-        elif not args and isinstance(record.msg, str):
-            record.msg = redact_url(record.msg)
-        return True
-
-
-#: urllib3's loggers that may name a URL (requests itself logs none).
-_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry", "urllib3.connection")
-_log_filter_lock = threading.Lock()
-
-
-def install_log_filter() -> None:
-    """Put one :class:`CredentialQueryFilter` on each of urllib3's loggers (idempotent, thread-safe)."""
-    with _log_filter_lock:
-        for name in _URLLIB3_LOGGERS:
-            logger = logging.getLogger(name)
-            if not any(type(f).__name__ == CredentialQueryFilter.__name__ for f in logger.filters):
-                logger.addFilter(CredentialQueryFilter())
-
-
-class _ContextAdapter(requests.adapters.HTTPAdapter):
-    """An HTTPAdapter whose every TLS connection uses one ``ssl.SSLContext``.
-
-    requests cannot take a context directly, and with ``verify=True`` it would add a
-    CA file (certifi, or ``REQUESTS_CA_BUNDLE``) that urllib3 loads *into* the context.
-    Here the context alone decides: no CA file, ``cert_reqs`` taken from the context.
-    """
-
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
-        self._ssl_context = ssl_context
-        super().__init__(max_retries=0)
-
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
-        pool_kwargs["ssl_context"] = self._ssl_context
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        proxy_kwargs["ssl_context"] = self._ssl_context
-        return super().proxy_manager_for(proxy, **proxy_kwargs)
-
-    def build_connection_pool_key_attributes(  # requests >= 2.32
-        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> Any:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        kwargs: Dict[str, Any] = dict(pool_kwargs)
-        kwargs.pop("ca_certs", None)
-        kwargs.pop("ca_cert_dir", None)
-        kwargs["ssl_context"] = self._ssl_context
-        kwargs["cert_reqs"] = self._ssl_context.verify_mode
-        return host_params, kwargs
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        # The context decides everything (a client certificate too, loaded into it).
-        conn.cert_reqs = self._ssl_context.verify_mode
-        conn.ca_certs = None
-        conn.ca_cert_dir = None
-
-
-_default_context: Optional[ssl.SSLContext] = None
-_default_context_lock = threading.Lock()
-
-
-def _verifying_context() -> ssl.SSLContext:
-    """One default (verifying) context per process: building one costs ~25 ms (loading the CAs)."""
-    global _default_context
-    with _default_context_lock:
-        if _default_context is None:
-            _default_context = ssl.create_default_context()
-        return _default_context
-
-
 _URLLIB3_VERSION: str = getattr(urllib3, "__version__", "2")
-_URLLIB3_MAJOR = int(_URLLIB3_VERSION.split(".", maxsplit=1)[0])
-
-
-def _read1(raw: Any) -> bytes:
-    """What is there now, up to READ_SIZE bytes: urllib3 >= 2.2 has ``read1``; before it, the
-    underlying ``http.client.HTTPResponse.read1`` does the same (chunked-aware; we ask for an
-    identity encoding, so there is nothing to decode)."""
-    read1 = getattr(raw, "read1", None)
-    if read1 is not None:
-        return bytes(read1(READ_SIZE, decode_content=True))
-    return bytes(raw._fp.read1(READ_SIZE))
-
-
-def _reader_for(raw: Any, content_encoding: str) -> Callable[[], bytes]:
-    """The cheapest way to read what is there now from ``raw`` (urllib3's response).
-
-    With an identity body (what we ask for), ``http.client.HTTPResponse.read1`` under
-    urllib3 returns the same bytes as urllib3's own ``read1`` (chunked decoding included)
-    at a third of the cost per call (7 against 20 us): urllib3 adds nothing to decode and
-    keeps byte counts nobody reads here. Its errors (``IncompleteRead``, ``socket.timeout``,
-    ``OSError``) are translated like urllib3's. A compressed body goes through urllib3.
-    """
-    fp_read1 = getattr(getattr(raw, "_fp", None), "read1", None)
-    if fp_read1 is not None and content_encoding.strip().lower() in ("", "identity"):
-        return functools.partial(fp_read1, READ_SIZE)
-    return functools.partial(_read1, raw)
-
-
-def _new_session(ssl_context: Optional[object], url: str) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # no env CA bundle, netrc or proxies (see module doc)
-    if url.lower().startswith("https:"):  # a session talks to one URL only (no redirects)
-        ctx = ssl_context if isinstance(ssl_context, ssl.SSLContext) else _verifying_context()
-        session.mount("https://", _ContextAdapter(ctx))
-    session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
-    return session
+#: ``HTTPResponse.read1`` (urllib3 >= 2.2): what is there now, chunked or not, without waiting
+#: for more. Older urllib3 can only wait for a fixed amount, which would hold events back.
+_HAS_READ1 = callable(getattr(urllib3.HTTPResponse, "read1", None))
 
 
 def _parse_retry_after(value: Optional[str]) -> Optional[float]:
@@ -213,43 +103,6 @@ def _parse_retry_after(value: Optional[str]) -> Optional[float]:
     except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _chain(exc: BaseException) -> List[BaseException]:
-    """The exception and its causes (``__cause__``/``__context__``, urllib3 ``reason``, args)."""
-    seen: List[BaseException] = []
-    todo: List[BaseException] = [exc]
-    while todo and len(seen) < 16:
-        e = todo.pop(0)
-        if any(e is s for s in seen):
-            continue
-        seen.append(e)
-        for nxt in (getattr(e, "reason", None), e.__cause__, e.__context__, *e.args):
-            if isinstance(nxt, BaseException):
-                todo.append(nxt)
-    return seen
-
-
-def _cert_verify_failed(exc: BaseException) -> bool:
-    for e in _chain(exc):
-        if isinstance(e, ssl.SSLCertVerificationError):
-            return True
-        if isinstance(e, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(e):
-            return True
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    """A short, secret-free description of the root cause (no URLs, no headers)."""
-    for e in reversed(_chain(exc)):
-        if isinstance(e, ssl.SSLError):
-            return f"TLS error ({getattr(e, 'reason', None) or type(e).__name__})"
-        if isinstance(e, OSError) and e.errno is not None:
-            name = errno.errorcode.get(e.errno, str(e.errno))
-            return f"{name}: {e.strerror or ''}".rstrip(": ")
-        if isinstance(e, (socket.timeout, TimeoutError)):
-            return "timed out"
-    return type(exc).__name__
 
 
 class SSETransport(Transport):
@@ -273,7 +126,8 @@ class SSETransport(Transport):
         self._response: Optional[requests.Response] = None
         self._raw: Any = None
         self._read_now: Callable[[], bytes] = bytes
-        self._sock: Optional[socket.socket] = None
+        #: the socket under the stream, from the moment it is connected (for close())
+        self._watch = SocketWatch()
         self._lock = threading.Lock()  # guards _reading/_response hand-over with close()
         self._send_lock = threading.Lock()
         self._reading = False
@@ -300,12 +154,9 @@ class SSETransport(Transport):
         if self._closed.is_set():
             raise TransportClosed("SSE transport closed before open()")
         self._decoder.last_event_id = last_event_id or None
-        if _URLLIB3_MAJOR < 2 and self.options.url.lower().startswith("https:"):
-            # urllib3 1.x skips SNI for IP hosts and checks hostnames itself, which a caller's
-            # context (check_hostname on) cannot go through; refuse clearly rather than weaken TLS.
+        if not _HAS_READ1:
             raise ProtocolError(
-                f"SSE over https needs urllib3 >= 2 (found {_URLLIB3_VERSION}); "
-                "pip install -U 'urllib3>=2'",
+                f"SSE needs urllib3 >= 2.2 (found {_URLLIB3_VERSION}); pip install -U 'urllib3>=2.2'",
                 terminal=True,
             )
         headers: Dict[str, Union[str, bytes]] = dict(self.options.headers)
@@ -320,7 +171,7 @@ class SSETransport(Transport):
                 headers["Last-Event-ID"] = lei.encode("utf-8")
         url = self.options.url
         where = self._where()
-        session = _new_session(self.options.ssl_context, self.options.url)
+        session = new_session(self.options.ssl_context, url, self._watch.seen)
         with self._lock:
             self._session = session
         timeout = (self.options.connect_timeout, self.options.read_timeout)
@@ -344,12 +195,11 @@ class SSETransport(Transport):
             log.debug("SSE request to %s failed: %s", where, error)
             raise error
         raw = resp.raw
-        read_now = _reader_for(raw, resp.headers.get("Content-Encoding", ""))
         with self._lock:
             self._response = resp
             self._raw = raw
-            self._read_now = read_now
-            self._sock = self._find_socket(raw)
+            # decode_content: a body compressed although identity was asked is decoded
+            self._read_now = functools.partial(raw.read1, READ_SIZE, decode_content=True)
             closed_meanwhile = self._closed.is_set()
         if closed_meanwhile:
             self._release()
@@ -399,35 +249,22 @@ class SSETransport(Transport):
         except BaseException:  # noqa: BLE001
             pass
 
-    @staticmethod
-    def _find_socket(raw: Any) -> Optional[socket.socket]:
-        """The socket under a urllib3 response, for close() to shut down (fallback path)."""
-        conn = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
-        sock = getattr(conn, "sock", None)
-        if isinstance(sock, socket.socket):
-            return sock
-        # A close-delimited response: http.client detached the socket from the connection
-        # and only its file object holds it.
-        fp = getattr(getattr(raw, "_fp", None), "fp", None)
-        sock = getattr(getattr(fp, "raw", None), "_sock", None)
-        return sock if isinstance(sock, socket.socket) else None
-
     def _translate_request_error(self, exc: BaseException, what: str) -> MagkConnectionError:
-        reason = self.scrub(_reason(exc))
+        cause = self.scrub(reason(exc))
         if isinstance(exc, MagkConnectionError):
             return exc
-        if _cert_verify_failed(exc):
+        if cert_verify_failed(exc):
             return NetworkError(
-                f"{what} failed: TLS certificate verification failed ({reason}); "
+                f"{what} failed: TLS certificate verification failed ({cause}); "
                 "check the CA bundle / server certificate",
                 terminal=True,
             )
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return MagkTimeoutError(f"{what} timed out connecting ({reason})")
+            return MagkTimeoutError(f"{what} timed out connecting ({cause})")
         if isinstance(exc, requests.exceptions.ReadTimeout):
-            return MagkTimeoutError(f"{what} timed out waiting for the response ({reason})")
+            return MagkTimeoutError(f"{what} timed out waiting for the response ({cause})")
         if isinstance(exc, requests.exceptions.SSLError):
-            return NetworkError(f"{what} failed in TLS: {reason}")
+            return NetworkError(f"{what} failed in TLS: {cause}")
         if isinstance(
             exc,
             (
@@ -447,9 +284,9 @@ class SSETransport(Transport):
                 urllib3.exceptions.HTTPError,
             ),
         ):
-            return NetworkError(f"{what} failed: {reason}")
+            return NetworkError(f"{what} failed: {cause}")
         if isinstance(exc, requests.exceptions.RequestException):
-            return NetworkError(f"{what} failed: {reason}")
+            return NetworkError(f"{what} failed: {cause}")
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise exc
         return NetworkError(f"{what} failed unexpectedly: {type(exc).__name__}")
@@ -518,13 +355,12 @@ class SSETransport(Transport):
         where = self._where()
         if isinstance(exc, MagkConnectionError):
             return exc
-        for e in _chain(exc):
-            if isinstance(e, (urllib3.exceptions.ReadTimeoutError, socket.timeout)):
-                return MagkTimeoutError(f"SSE stream from {where} was silent for {self.options.read_timeout} s")
-        if _cert_verify_failed(exc):
+        if timed_out(exc):
+            return MagkTimeoutError(f"SSE stream from {where} was silent for {self.options.read_timeout} s")
+        if cert_verify_failed(exc):
             return NetworkError(f"SSE stream from {where}: TLS certificate verification failed", terminal=True)
         if isinstance(exc, (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)):
-            return NetworkError(f"SSE stream from {where} was cut off: {self.scrub(_reason(exc))}")
+            return NetworkError(f"SSE stream from {where} was cut off: {self.scrub(reason(exc))}")
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise exc
         return NetworkError(f"SSE stream from {where} failed: {type(exc).__name__}")
@@ -545,7 +381,7 @@ class SSETransport(Transport):
             if self._closed.is_set():
                 raise TransportClosed("SSE transport closed; message not sent")
             if self._send_session is None:
-                self._send_session = _new_session(self.options.ssl_context, url)
+                self._send_session = new_session(self.options.ssl_context, url)
             session = self._send_session
             failure: Optional[MagkConnectionError] = None
             try:
@@ -598,23 +434,22 @@ class SSETransport(Transport):
             log.debug("SSE close: ignored error", exc_info=True)
 
     def _shutdown_socket(self) -> None:
-        """Wake a read blocked in another thread: shut the socket down for reading."""
-        with self._lock:
-            raw, sock = self._raw, self._sock
-        if raw is None:
+        """Wake a connect, handshake or read blocked in another thread: shut the socket down.
+
+        The socket is known from the moment it is connected (:class:`SocketWatch`). Should a
+        future urllib3 stop reporting it, a response that exists is shut down through urllib3's
+        own ``HTTPResponse.shutdown`` (>= 2.3) instead; only the wait for headers is then
+        left to the timeouts."""
+        if self._watch.shutdown():
             return
-        try:
-            shutdown = getattr(raw, "shutdown", None)  # urllib3 >= 2.3
-            if shutdown is not None:
-                shutdown()
-                return
-        except (ValueError, RuntimeError, OSError):
-            pass  # no shutdown function recorded, or connection released: use the socket
-        if sock is not None:
+        with self._lock:
+            raw = self._raw
+        shutdown = getattr(raw, "shutdown", None)
+        if shutdown is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+                shutdown()
+            except (ValueError, RuntimeError, OSError):
+                pass  # already released: nothing left to wake
 
     def _release(self) -> None:
         """Close the response and the stream session (never while a read is in progress)."""
@@ -624,9 +459,8 @@ class SSETransport(Transport):
             resp, session = self._response, self._session
             self._response = None
             self._raw = None
-            self._sock = None
             self._session = None
-        for thing in (resp, session):
+        for thing in (resp, session, self._watch):
             if thing is not None:
                 try:
                     thing.close()
@@ -634,10 +468,12 @@ class SSETransport(Transport):
                     log.debug("SSE release: ignored error", exc_info=True)
 
     def _abandon(self) -> None:
+        """open() failed: drop the session and the socket handle."""
         with self._lock:
             session, self._session = self._session, None
         if session is not None:
             session.close()
+        self._watch.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed.is_set() else ("open" if self._raw is not None else "new")
