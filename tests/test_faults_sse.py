@@ -18,8 +18,9 @@ S1-17 the WHATWG rules, one test each: test_sse_rules.py (transport over a raw s
 15    test_row15_clean_eof_reconnects_after_retry_floor_with_last_event_id
 18    test_row18_oversized_sse_dropped_at_limit_memory_bounded_then_reconnects (a line without newline,
       endless data: lines); transport: test_transport_sse.py::test_oversized_event_or_line_drops_the_connection
-20    test_row20_terminal_responses_make_one_attempt (404, 410, 200 text/html, 200 without type, 301, 307),
-      test_row20_server_errors_are_retried (500, 503), test_row20_content_type_parameters_accepted,
+20    test_row20_terminal_responses_make_one_attempt (404, 410, 200 text/html, 200 without type, 301 and 307
+      to another origin), test_row20_server_errors_are_retried (500, 503), test_row20_content_type_parameters_accepted,
+      test_row20_same_origin_redirect_is_followed_then_streams, test_row20_redirect_loop_is_refused_after_one_request,
       test_row20_redirect_never_reaches_the_other_host; 204: test_service_sse.py::test_sse_204_stops_reconnecting;
       401: test_service_sse.py::test_sse_401_is_auth_error_without_retries
 21    golden cases + Hypothesis chunking: test_sse_rules.py (test_s5..test_s16, test_s21_*); through the
@@ -262,7 +263,7 @@ def test_row18_oversized_sse_dropped_at_limit_memory_bounded_then_reconnects(ser
         (200, "text/html", {}, ProtocolError),
         (200, None, {}, ProtocolError),
         (301, None, {"Location": "http://127.0.0.1:9/events/realtime"}, ProtocolError),
-        (307, None, {"Location": "/elsewhere"}, ProtocolError),
+        (307, None, {"Location": "//127.0.0.2/events/realtime"}, ProtocolError),  # another host
     ],
 )
 def test_row20_terminal_responses_make_one_attempt(
@@ -306,6 +307,32 @@ def test_row20_content_type_parameters_accepted(server: Backend, ctype: str) -> 
         health = service.get_connection_health()
     assert [m.data["n"] for m in got.items] == [1, 2]
     assert health.total_reconnects == 0 and server.counters["sse_attempts"] == 1
+
+
+@pytest.mark.parametrize("status", [301, 307])
+def test_row20_same_origin_redirect_is_followed_then_streams(server: Backend, status: int) -> None:
+    # Issue 8 item 20: as browsers' EventSource does (LaunchDarkly's SSE contract tests, 301 and 307).
+    server.sse_script(b"", status=status, content_type=None, headers={"Location": "/events/realtime?moved=1"})
+    got: Recorder[RealtimeMessage] = Recorder()
+    service = make_service(server.event_source_url, auth_token="tok-redirect")
+    service.subscribe("node_log", got)
+    with service:
+        server.publish({"type": "node_log", "workflowId": "wf-1", "data": {"n": 1}})
+        got.wait_count(1)
+        health = service.get_connection_health()
+    assert got.items[0].data == {"n": 1}
+    assert health.total_reconnects == 0 and server.counters["sse_attempts"] == 2
+
+
+def test_row20_redirect_loop_is_refused_after_one_request(server: Backend) -> None:
+    server.sse_script(b"", status=302, content_type=None, headers={"Location": server.event_source_url}, times=5)
+    service = make_service(server.event_source_url)
+    with pytest.raises(ProtocolError) as info:
+        service.connect(timeout=5)
+    assert info.value.terminal and info.value.status == 302 and "redirect loop" in str(info.value)
+    wait_threads_gone(keep_dispatcher=True)
+    service.disconnect()
+    assert server.counters["sse_attempts"] == 1
 
 
 def test_row20_redirect_never_reaches_the_other_host(server: Backend) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Iterator, List, Optional
 import pytest
 from sse_raw_server import Conn, RawServer, Request, reply, sse
 
-from magk_client.errors import AuthError, MagkConnectionError
+from magk_client.errors import AuthError, MagkConnectionError, ProtocolError
 from magk_client.transports.base import SSEEvent, TransportOptions
 from magk_client.transports.sse import SSETransport
 
@@ -154,3 +154,93 @@ def test_credentials_echoed_by_the_server_never_reach_the_error_or_its_chain(
         t.send("{}")  # the POST is answered with the credentials echoed too
     secret_free(sent.value)
     assert sent.value.__cause__ is None and sent.value.__context__ is None
+
+
+# --- issue 8 item 20: redirects within the origin are followed ---------------------------------
+
+
+def redirect(status: int, location: str) -> Any:
+    return reply(status, b"moved", [("Location", location)])
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_same_origin_redirect_is_followed_with_the_credentials(servers: Any, transports: Any, status: int) -> None:
+    srv = serve(servers, redirect(status, "/moved?to=here"), sse([b"id: 7\ndata: after the move\n\n"]))
+    t = make(transports, srv.url("/events"), headers=AUTH)
+    t.open(last_event_id="e-6")
+    assert [(e.data, e.id) for e in t.receive() if isinstance(e, SSEEvent)] == [("after the move", "7")]
+    first, second = srv.wait_requests(2)
+    assert (first.method, first.path) == ("GET", "/events")
+    assert (second.method, second.path) == ("GET", "/moved?to=here")
+    for req in (first, second):
+        assert req.headers["authorization"] == f"Bearer {TOKEN}" and req.headers["x-api-key"] == API_KEY
+        assert req.headers["last-event-id"] == "e-6" and req.headers["accept"] == "text/event-stream"
+    assert t.status == 200
+
+
+def test_a_chain_of_redirects_within_the_origin_is_followed(servers: Any, transports: Any) -> None:
+    srv = serve(servers, reply(0))  # handlers set below, once the port is known
+    absolute = srv.url("/c")
+    srv.handlers[:] = [
+        redirect(301, "/b"),
+        redirect(307, absolute),  # absolute, same scheme, host and port
+        redirect(308, "d"),  # relative to /c
+        sse([b"data: ok\n\n"]),
+    ]
+    t = make(transports, srv.url("/a"))
+    t.open()
+    assert [e.data for e in t.receive() if isinstance(e, SSEEvent)] == ["ok"]
+    assert [r.path for r in srv.wait_requests(4)] == ["/a", "/b", "/c", "/d"]
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://127.0.0.2:{port}/events",  # other host
+        "http://127.0.0.1:{other}/events",  # other port
+        "https://127.0.0.1:{port}/events",  # other scheme
+        "//127.0.0.2:{port}/events",  # other host, scheme-relative
+        "http://user:pw@127.0.0.1:{port}/events",  # credentials of its own
+    ],
+)
+def test_a_redirect_to_another_origin_is_refused(servers: Any, transports: Any, location: str) -> None:
+    other = serve(servers, sse([b"data: stolen\n\n"]))
+    srv = serve(servers, reply(0))
+    srv.handlers[:] = [redirect(307, location.format(port=srv.port, other=other.port)), sse([b"data: stolen\n\n"])]
+    t = make(transports, srv.url("/events"), headers=AUTH)
+    with pytest.raises(ProtocolError) as ei:
+        t.open()
+    assert ei.value.terminal and ei.value.status == 307
+    assert "redirect refused" in str(ei.value) and "credentials stay on this host" in str(ei.value)
+    assert len(srv.requests) == 1 and other.requests == []
+    secret_free(ei.value)
+
+
+def test_a_redirect_loop_is_refused(servers: Any, transports: Any) -> None:
+    srv = serve(servers, redirect(302, "/b"), redirect(302, "/a?token=" + QUOTED), redirect(302, "/b"))
+    t = make(transports, srv.url("/a?token=" + QUOTED), headers=AUTH)
+    with pytest.raises(ProtocolError) as ei:
+        t.open()
+    assert ei.value.terminal and ei.value.status == 302
+    assert "redirect loop" in str(ei.value)
+    assert [r.path for r in srv.requests] == ["/a?token=" + QUOTED, "/b"]
+    secret_free(ei.value)
+
+
+def test_more_than_five_redirects_are_refused(servers: Any, transports: Any) -> None:
+    srv = serve(servers, *[redirect(307, f"/hop{i}") for i in range(1, 7)], sse([b"data: too far\n\n"]))
+    t = make(transports, srv.url("/hop0"))
+    with pytest.raises(ProtocolError) as ei:
+        t.open()
+    assert ei.value.terminal and "too many redirects" in str(ei.value)
+    assert len(srv.requests) == 6  # the first request and five redirects followed
+
+
+def test_a_redirect_without_location_is_refused(servers: Any, transports: Any) -> None:
+    srv = serve(servers, reply(307, b"", []), reply(304, b"", [("Location", "/b")]))
+    for _ in range(2):
+        t = make(transports, srv.url("/a"))
+        with pytest.raises(ProtocolError) as ei:
+            t.open()
+        assert ei.value.terminal and "redirect refused" in str(ei.value)
+    assert [r.path for r in srv.requests] == ["/a", "/a"]

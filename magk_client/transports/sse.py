@@ -8,8 +8,11 @@ What is raised when (every error is a :class:`~magk_client.errors.MagkConnection
     - 401/403: :class:`AuthError` (terminal).
     - 5xx, 429: :class:`ServerError` with ``retry_after`` from ``Retry-After`` (retried; the SDK
       deliberately differs from browsers here). 408: :class:`MagkTimeoutError` (retried).
-    - 3xx: terminal :class:`ProtocolError` "redirect refused" -- redirects are never
-      followed, so credentials never reach another host (FAULTS 34).
+    - 301, 302, 303, 307, 308 to the same origin (scheme, host and port): followed, up to
+      five, as browsers' EventSource does; the request is sent again with the same headers.
+      A redirect to another origin (credentials never reach another host, FAULTS 34), back
+      to a URL already requested (a loop), past the fifth, or any other 3xx: terminal
+      :class:`ProtocolError` "redirect refused" / "redirect loop refused".
     - any other status (other 4xx, 2xx other than 200), or a wrong content type:
       terminal :class:`ProtocolError` (S1).
     - refused/reset/unreachable: :class:`NetworkError`; connect timeout (or no response
@@ -33,7 +36,7 @@ What is raised when (every error is a :class:`~magk_client.errors.MagkConnection
     - after ``close()``: :class:`TransportClosed` promptly.
 
 ``send(text)``: ``POST options.messages_url`` (JSON); 2xx is success; otherwise classified
-as above (3xx refused). No ``messages_url``: terminal :class:`ProtocolError`.
+as above (every 3xx refused: a POST is not re-sent anywhere). No ``messages_url``: terminal :class:`ProtocolError`.
 
 TLS: every HTTPS connection uses ``options.ssl_context`` (a default context if None). The
 requests sessions do not read the environment (``trust_env=False``), and the adapter
@@ -74,7 +77,15 @@ from ..errors import (
 )
 from ..models import ConnectionType
 from .base import Inbound, Transport, TransportOptions
-from .sse_http import SocketWatch, cert_verify_failed, install_log_filter, new_session, reason, timed_out
+from .sse_http import (
+    SocketWatch,
+    cert_verify_failed,
+    install_log_filter,
+    new_session,
+    reason,
+    redirect_target,
+    timed_out,
+)
 from .sse_stream import SSEDecoder
 
 __all__ = ["SSETransport"]
@@ -174,20 +185,24 @@ class SSETransport(Transport):
         session = new_session(self.options.ssl_context, url, self._watch.seen)
         with self._lock:
             self._session = session
-        timeout = (self.options.connect_timeout, self.options.read_timeout)
         log.debug("SSE connecting to %s (Last-Event-ID %s)", where, "set" if last_event_id else "none")
-        failure: Optional[MagkConnectionError] = None
-        try:
-            resp = session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
-        except BaseException as exc:  # noqa: BLE001 - translated, never chained (its text may hold secrets)
-            self._abandon()
-            if self._closed.is_set():
-                failure = TransportClosed(f"SSE transport closed while connecting to {where}")
-            else:
-                failure = self._translate_request_error(exc, f"SSE request to {where}")
-        if failure is not None:
-            raise failure
-        self.status = resp.status_code
+        visited = [url]
+        while True:
+            resp = self._get(session, url, headers, where)
+            self.status = status = resp.status_code
+            if not 300 <= status < 400:
+                break
+            target, why = redirect_target(url, status, resp.headers.get("Location"), visited)
+            self._discard(resp, drain=True)
+            if target is None:
+                self._abandon()
+                what = f"SSE request to {where} answered with redirect {status}"
+                refused = ProtocolError(f"{what} {why}", status=status, terminal=True)
+                log.debug("SSE request to %s failed: %s", where, refused)
+                raise refused
+            log.debug("SSE request to %s redirected (%d) to %s", where, status, self._where(target))
+            url = target
+            visited.append(url)
         error = self._check_response(resp, where)
         if error is not None:
             self._discard(resp)
@@ -207,6 +222,22 @@ class SSETransport(Transport):
         self.last_activity = time.monotonic()
         log.debug("SSE connected to %s", where)
 
+    def _get(
+        self, session: requests.Session, url: str, headers: Dict[str, Union[str, bytes]], where: str
+    ) -> requests.Response:
+        """One GET of the stream (no redirect followed by requests); errors translated, never chained."""
+        timeout = (self.options.connect_timeout, self.options.read_timeout)
+        failure: MagkConnectionError
+        try:
+            return session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
+        except BaseException as exc:  # noqa: BLE001 - translated, never chained (its text may hold secrets)
+            self._abandon()
+            if self._closed.is_set():
+                failure = TransportClosed(f"SSE transport closed while connecting to {where}")
+            else:
+                failure = self._translate_request_error(exc, f"SSE request to {where}")
+        raise failure  # outside the except block: no __context__
+
     def _check_response(self, resp: requests.Response, where: str) -> Optional[MagkConnectionError]:
         status = resp.status_code
         what = f"SSE request to {where}"
@@ -222,12 +253,6 @@ class SSETransport(Transport):
             )
         if status == 204:
             return TransportClosed(f"{what} answered 204 No Content: do not reconnect", status=204, terminal=True)
-        if 300 <= status < 400:
-            return ProtocolError(
-                f"{what} answered with redirect {status}; redirect refused (credentials stay on this host)",
-                status=status,
-                terminal=True,
-            )
         retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
         err = classify_http_status(status, what, retry_after)
         if type(err) is ProtocolError:

@@ -6,6 +6,7 @@
 - :class:`SocketWatch`: the socket under a streaming request, kept from the moment it is
   connected, so ``close()`` on another thread can interrupt a TLS handshake, the wait for
   the response headers or a body read at once (read timeouts are 40 s by default).
+- :func:`redirect_target`: which redirects are followed (same origin only, a few, no loops).
 - :class:`CredentialQueryFilter`: urllib3 logs each request's URL at DEBUG; a token in the
   query string (``token_in_query=True``) is redacted from those records.
 - :func:`reason`, :func:`cert_verify_failed`: secret-free descriptions of a dependency error
@@ -25,7 +26,8 @@ import logging
 import socket
 import ssl
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
@@ -39,9 +41,12 @@ __all__ = [
     "CredentialQueryFilter",
     "SocketWatch",
     "cert_verify_failed",
+    "MAX_REDIRECTS",
     "install_log_filter",
     "new_session",
     "reason",
+    "redirect_target",
+    "same_origin",
     "timed_out",
 ]
 
@@ -224,6 +229,51 @@ def new_session(ssl_context: Optional[object], url: str, report: Optional[Socket
         session.mount("https://", _Adapter(ctx, report))
     session.mount("http://", _Adapter(None, report))
     return session
+
+
+# -- redirects --------------------------------------------------------------------------------
+
+#: Redirects followed per open(), at most (browsers' EventSource follows them too).
+MAX_REDIRECTS = 5
+_FOLLOWED = frozenset((301, 302, 303, 307, 308))
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> Tuple[str, str, int, str]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)  # ValueError for a bad port
+    return scheme, parts.hostname or "", port, parts.netloc.rpartition("@")[0]
+
+
+def same_origin(a: str, b: str) -> bool:
+    """Same scheme, host and port (and the same user info, usually none): credentials sent to
+    ``a`` may go to ``b``."""
+    try:
+        return _origin(a) == _origin(b)
+    except ValueError:
+        return False
+
+
+def redirect_target(
+    url: str, status: int, location: Optional[str], visited: Sequence[str]
+) -> Tuple[Optional[str], str]:
+    """Where a 3xx answer to ``url`` leads (pure): ``(target, "")`` to follow it, or
+    ``(None, why)`` to refuse it. ``visited``: the URLs requested so far, ``url`` included.
+
+    Followed: 301, 302, 303, 307 and 308 with a ``Location`` (relative or absolute) on the same
+    origin, to a URL not requested yet, while fewer than :data:`MAX_REDIRECTS` were followed.
+    The request stays a GET with the same headers (it is the same origin)."""
+    if status not in _FOLLOWED or not location:
+        return None, "redirect refused (credentials stay on this host)"
+    target = urljoin(url, location.strip())
+    if not same_origin(url, target):
+        return None, "to another origin; redirect refused (credentials stay on this host)"
+    if target in visited:
+        return None, "back to a URL already requested; redirect loop refused"
+    if len(visited) > MAX_REDIRECTS:
+        return None, f"after {MAX_REDIRECTS} redirects; too many redirects, refused"
+    return target, ""
 
 
 # -- logs -------------------------------------------------------------------------------------
