@@ -548,10 +548,10 @@ def test_s21_every_complete_event_is_handed_over_before_the_stream_ends(raw: byt
     assert feed_only([raw[i : i + 1] for i in range(len(raw))]) == expected
 
 
-# Blocks close to the canonical ``id: <x>`` + ``data: <json>`` shape (the decoder's batch fast
+# Blocks close to the canonical ``id: <x>`` + ``data: <json>`` shape (the decoder's canonical
 # path), with the variations that must send a batch down the full path instead.
 _canonical_block = st.one_of(
-    st.tuples(st.sampled_from([b"id: ", b"id:", b"id:  "]), st.sampled_from([b"e-1", b"7", b"a:b", b"\xe2\x82\xac", b""]))
+    st.tuples(st.sampled_from([b"id: ", b"id:", b"id:  "]), st.sampled_from([b"e-1", b"7", b"a:b", b"\xe2\x82\xac", b"", b"id:5", b"id: 5", b" x"]))
     .map(lambda t: t[0] + t[1] + b"\ndata: {}"),
     st.sampled_from(
         [
