@@ -43,8 +43,11 @@ import datetime
 import json
 import os
 import random
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -535,6 +538,36 @@ def test_disconnect_while_the_sse_handshake_waits_for_headers_is_prompt() -> Non
         assert time.monotonic() - start < 2.0  # generous: the timeouts at stake are 10 and 40 s
         wait_threads_gone(timeout=2.0)
     finally:
+        answer.set()
+        srv.close()
+
+
+def test_ctrl_c_during_an_sse_connect_exits_promptly() -> None:
+    """Issue 8 item 4, as reported: Ctrl-C while connect() waits on an SSE handshake whose headers
+    never come. The process used to exit 11 s after the signal (threads waiting on the socket)."""
+    answer = threading.Event()
+    srv = RawServer([lambda conn, req: answer.wait(60)])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from magk_client import RealtimeService\n"
+        "s = RealtimeService(websocket_url=None, event_source_url=sys.argv[2], preferred_type='eventsource')\n"
+        "s.connect()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, root, srv.url()], stderr=subprocess.PIPE)
+    try:
+        srv.wait_requests(1, timeout=20)  # the child's SSE request is sent; connect() is waiting
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        took = time.monotonic() - start
+        assert b"KeyboardInterrupt" in proc.stderr.read()  # type: ignore[union-attr]
+        assert took < 5.0, f"the process exited {took:.1f} s after Ctrl-C"  # generous: was 11 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        proc.stderr.close()  # type: ignore[union-attr]
         answer.set()
         srv.close()
 
