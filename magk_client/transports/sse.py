@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import http.client
 import logging
 import threading
 import time
@@ -63,13 +62,11 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Union
 
 import requests
 import urllib3
-import urllib3.exceptions
 
 from ..errors import (
     MagkConnectionError,
     MagkTimeoutError,
     MessageTooLargeError,
-    NetworkError,
     ProtocolError,
     TransportClosed,
     classify_http_status,
@@ -79,12 +76,11 @@ from ..models import ConnectionType
 from .base import Inbound, Transport, TransportOptions
 from .sse_http import (
     SocketWatch,
-    cert_verify_failed,
     install_log_filter,
     new_session,
-    reason,
     redirect_target,
-    timed_out,
+    translate_read_error,
+    translate_request_error,
 )
 from .sse_stream import SSEDecoder
 
@@ -235,7 +231,7 @@ class SSETransport(Transport):
             if self._closed.is_set():
                 failure = TransportClosed(f"SSE transport closed while connecting to {where}")
             else:
-                failure = self._translate_request_error(exc, f"SSE request to {where}")
+                failure = translate_request_error(exc, f"SSE request to {where}", self.scrub)
         raise failure  # outside the except block: no __context__
 
     def _check_response(self, resp: requests.Response, where: str) -> Optional[MagkConnectionError]:
@@ -274,48 +270,6 @@ class SSETransport(Transport):
         except BaseException:  # noqa: BLE001
             pass
 
-    def _translate_request_error(self, exc: BaseException, what: str) -> MagkConnectionError:
-        cause = self.scrub(reason(exc))
-        if isinstance(exc, MagkConnectionError):
-            return exc
-        if cert_verify_failed(exc):
-            return NetworkError(
-                f"{what} failed: TLS certificate verification failed ({cause}); "
-                "check the CA bundle / server certificate",
-                terminal=True,
-            )
-        if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return MagkTimeoutError(f"{what} timed out connecting ({cause})")
-        if isinstance(exc, requests.exceptions.ReadTimeout):
-            return MagkTimeoutError(f"{what} timed out waiting for the response ({cause})")
-        if isinstance(exc, requests.exceptions.SSLError):
-            return NetworkError(f"{what} failed in TLS: {cause}")
-        if isinstance(
-            exc,
-            (
-                requests.exceptions.InvalidURL,
-                requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema,
-                requests.exceptions.InvalidHeader,
-            ),
-        ):
-            return ProtocolError(f"{what} is invalid ({type(exc).__name__})", terminal=True)
-        if isinstance(
-            exc,
-            (
-                requests.exceptions.ConnectionError,
-                OSError,
-                http.client.HTTPException,
-                urllib3.exceptions.HTTPError,
-            ),
-        ):
-            return NetworkError(f"{what} failed: {cause}")
-        if isinstance(exc, requests.exceptions.RequestException):
-            return NetworkError(f"{what} failed: {cause}")
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise exc
-        return NetworkError(f"{what} failed unexpectedly: {type(exc).__name__}")
-
     # -- receive ----------------------------------------------------------------------
 
     def receive(self) -> List[Inbound]:
@@ -338,7 +292,7 @@ class SSETransport(Transport):
                 chunk = self._read_now()
             except BaseException as exc:  # noqa: BLE001 - translated, never chained (its text may hold secrets)
                 chunk = b""
-                failure = self._translate_read_error(exc)
+                failure = translate_read_error(exc, self._where(), self.options.read_timeout, self.scrub)
             self._end_read()
             if self._closed.is_set():
                 raise TransportClosed("SSE transport closed")
@@ -376,20 +330,6 @@ class SSETransport(Transport):
         self._release()
         raise self._failed
 
-    def _translate_read_error(self, exc: BaseException) -> MagkConnectionError:
-        where = self._where()
-        if isinstance(exc, MagkConnectionError):
-            return exc
-        if timed_out(exc):
-            return MagkTimeoutError(f"SSE stream from {where} was silent for {self.options.read_timeout} s")
-        if cert_verify_failed(exc):
-            return NetworkError(f"SSE stream from {where}: TLS certificate verification failed", terminal=True)
-        if isinstance(exc, (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)):
-            return NetworkError(f"SSE stream from {where} was cut off: {self.scrub(reason(exc))}")
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise exc
-        return NetworkError(f"SSE stream from {where} failed: {type(exc).__name__}")
-
     # -- send -------------------------------------------------------------------------
 
     def send(self, text: str) -> None:
@@ -419,7 +359,7 @@ class SSETransport(Transport):
                     stream=True,
                 )
             except BaseException as exc:  # noqa: BLE001 - translated, never chained (its text may hold secrets)
-                failure = self._translate_request_error(exc, f"POST to {where}")
+                failure = translate_request_error(exc, f"POST to {where}", self.scrub)
                 if isinstance(failure, MagkTimeoutError):
                     failure = MagkTimeoutError(f"POST to {where} timed out ({self.options.send_timeout} s)")
             if failure is not None:

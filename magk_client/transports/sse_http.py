@@ -9,8 +9,9 @@
 - :func:`redirect_target`: which redirects are followed (same origin only, a few, no loops).
 - :class:`CredentialQueryFilter`: urllib3 logs each request's URL at DEBUG; a token in the
   query string (``token_in_query=True``) is redacted from those records.
-- :func:`reason`, :func:`cert_verify_failed`: secret-free descriptions of a dependency error
-  (never its text, which may hold a URL or what a hostile server sent).
+- :func:`translate_request_error`, :func:`translate_read_error`: our classified errors for
+  those of requests, urllib3, ssl and socket, with a secret-free reason (never the
+  dependency's text, which may hold a URL or what a hostile server sent).
 
 Dependency surface: requests' ``HTTPAdapter`` hooks (``init_poolmanager``,
 ``build_connection_pool_key_attributes``, ``cert_verify``), urllib3's
@@ -22,6 +23,7 @@ place that relies on how urllib3 sets it).
 from __future__ import annotations
 
 import errno
+import http.client
 import logging
 import socket
 import ssl
@@ -35,7 +37,7 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
 
-from ..errors import redact_url
+from ..errors import MagkConnectionError, MagkTimeoutError, NetworkError, ProtocolError, redact_url
 
 __all__ = [
     "CredentialQueryFilter",
@@ -47,10 +49,12 @@ __all__ = [
     "reason",
     "redirect_target",
     "same_origin",
-    "timed_out",
+    "translate_read_error",
+    "translate_request_error",
 ]
 
 SocketReport = Callable[[socket.socket], None]
+Scrub = Callable[[str], str]
 
 
 # -- the socket under a request ---------------------------------------------------------------
@@ -336,7 +340,7 @@ def cert_verify_failed(exc: BaseException) -> bool:
     return False
 
 
-def timed_out(exc: BaseException) -> bool:
+def _timed_out(exc: BaseException) -> bool:
     return any(isinstance(e, (urllib3.exceptions.ReadTimeoutError, socket.timeout)) for e in _chain(exc))
 
 
@@ -351,3 +355,66 @@ def reason(exc: BaseException) -> str:
         if isinstance(e, (socket.timeout, TimeoutError)):
             return "timed out"
     return type(exc).__name__
+
+
+def translate_request_error(exc: BaseException, what: str, scrub: Scrub) -> MagkConnectionError:
+    """Our error for a failed request (``what``: "SSE request to <redacted url>"); the reason
+    named is secret-free and ``scrub``-bed; ``exc`` is not chained (raise the result outside the
+    ``except`` block). KeyboardInterrupt and SystemExit are raised again as they are."""
+    cause = scrub(reason(exc))
+    if isinstance(exc, MagkConnectionError):
+        return exc
+    if cert_verify_failed(exc):
+        return NetworkError(
+            f"{what} failed: TLS certificate verification failed ({cause}); "
+            "check the CA bundle / server certificate",
+            terminal=True,
+        )
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return MagkTimeoutError(f"{what} timed out connecting ({cause})")
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return MagkTimeoutError(f"{what} timed out waiting for the response ({cause})")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return NetworkError(f"{what} failed in TLS: {cause}")
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidHeader,
+        ),
+    ):
+        return ProtocolError(f"{what} is invalid ({type(exc).__name__})", terminal=True)
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.ConnectionError,
+            OSError,
+            http.client.HTTPException,
+            urllib3.exceptions.HTTPError,
+        ),
+    ):
+        return NetworkError(f"{what} failed: {cause}")
+    if isinstance(exc, requests.exceptions.RequestException):
+        return NetworkError(f"{what} failed: {cause}")
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        raise exc
+    return NetworkError(f"{what} failed unexpectedly: {type(exc).__name__}")
+
+
+def translate_read_error(
+    exc: BaseException, where: str, read_timeout: Optional[float], scrub: Scrub
+) -> MagkConnectionError:
+    """Our error for a failed body read of the stream from ``where`` (same rules as above)."""
+    if isinstance(exc, MagkConnectionError):
+        return exc
+    if _timed_out(exc):
+        return MagkTimeoutError(f"SSE stream from {where} was silent for {read_timeout} s")
+    if cert_verify_failed(exc):
+        return NetworkError(f"SSE stream from {where}: TLS certificate verification failed", terminal=True)
+    if isinstance(exc, (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)):
+        return NetworkError(f"SSE stream from {where} was cut off: {scrub(reason(exc))}")
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        raise exc
+    return NetworkError(f"SSE stream from {where} failed: {type(exc).__name__}")
