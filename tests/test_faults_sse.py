@@ -18,8 +18,9 @@ S1-17 the WHATWG rules, one test each: test_sse_rules.py (transport over a raw s
 15    test_row15_clean_eof_reconnects_after_retry_floor_with_last_event_id
 18    test_row18_oversized_sse_dropped_at_limit_memory_bounded_then_reconnects (a line without newline,
       endless data: lines); transport: test_transport_sse.py::test_oversized_event_or_line_drops_the_connection
-20    test_row20_terminal_responses_make_one_attempt (404, 410, 200 text/html, 200 without type, 301, 307),
-      test_row20_server_errors_are_retried (500, 503), test_row20_content_type_parameters_accepted,
+20    test_row20_terminal_responses_make_one_attempt (404, 410, 200 text/html, 200 without type, 301 and 307
+      to another origin), test_row20_server_errors_are_retried (500, 503), test_row20_content_type_parameters_accepted,
+      test_row20_same_origin_redirect_is_followed_then_streams, test_row20_redirect_loop_is_refused_after_one_request,
       test_row20_redirect_never_reaches_the_other_host; 204: test_service_sse.py::test_sse_204_stops_reconnecting;
       401: test_service_sse.py::test_sse_401_is_auth_error_without_retries
 21    golden cases + Hypothesis chunking: test_sse_rules.py (test_s5..test_s16, test_s21_*); through the
@@ -42,8 +43,12 @@ import datetime
 import json
 import os
 import random
+import signal
 import socket
 import ssl
+import subprocess
+import sys
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -57,6 +62,7 @@ from service_helpers import (
     times_of,
     wait_threads_gone,
 )
+from sse_raw_server import RawServer
 
 from magk_client import ConnectionState, MagkTimeoutError, RealtimeMessage, RealtimeService
 from magk_client.errors import (
@@ -260,7 +266,7 @@ def test_row18_oversized_sse_dropped_at_limit_memory_bounded_then_reconnects(ser
         (200, "text/html", {}, ProtocolError),
         (200, None, {}, ProtocolError),
         (301, None, {"Location": "http://127.0.0.1:9/events/realtime"}, ProtocolError),
-        (307, None, {"Location": "/elsewhere"}, ProtocolError),
+        (307, None, {"Location": "//127.0.0.2/events/realtime"}, ProtocolError),  # another host
     ],
 )
 def test_row20_terminal_responses_make_one_attempt(
@@ -304,6 +310,32 @@ def test_row20_content_type_parameters_accepted(server: Backend, ctype: str) -> 
         health = service.get_connection_health()
     assert [m.data["n"] for m in got.items] == [1, 2]
     assert health.total_reconnects == 0 and server.counters["sse_attempts"] == 1
+
+
+@pytest.mark.parametrize("status", [301, 307])
+def test_row20_same_origin_redirect_is_followed_then_streams(server: Backend, status: int) -> None:
+    # Issue 8 item 20: as browsers' EventSource does (LaunchDarkly's SSE contract tests, 301 and 307).
+    server.sse_script(b"", status=status, content_type=None, headers={"Location": "/events/realtime?moved=1"})
+    got: Recorder[RealtimeMessage] = Recorder()
+    service = make_service(server.event_source_url, auth_token="tok-redirect")
+    service.subscribe("node_log", got)
+    with service:
+        server.publish({"type": "node_log", "workflowId": "wf-1", "data": {"n": 1}})
+        got.wait_count(1)
+        health = service.get_connection_health()
+    assert got.items[0].data == {"n": 1}
+    assert health.total_reconnects == 0 and server.counters["sse_attempts"] == 2
+
+
+def test_row20_redirect_loop_is_refused_after_one_request(server: Backend) -> None:
+    server.sse_script(b"", status=302, content_type=None, headers={"Location": server.event_source_url}, times=5)
+    service = make_service(server.event_source_url)
+    with pytest.raises(ProtocolError) as info:
+        service.connect(timeout=5)
+    assert info.value.terminal and info.value.status == 302 and "redirect loop" in str(info.value)
+    wait_threads_gone(keep_dispatcher=True)
+    service.disconnect()
+    assert server.counters["sse_attempts"] == 1
 
 
 def test_row20_redirect_never_reaches_the_other_host(server: Backend) -> None:
@@ -488,6 +520,56 @@ def test_row33_requests_ca_bundle_alone_is_not_trusted_on_either_transport(
             service.connect(timeout=5)
         assert info.value.terminal
         assert server.counters.get("ws_connects", 0) == 0 and server.sse_connects == 0
+
+
+def test_disconnect_while_the_sse_handshake_waits_for_headers_is_prompt() -> None:
+    """Issue 8 item 4: a server that accepts and never answers the headers. The read timeout is
+    40 s (heartbeat interval + timeout); disconnect() must not wait for it, nor must any thread."""
+    answer = threading.Event()
+    srv = RawServer([lambda conn, req: answer.wait(60)])
+    try:
+        service = make_service(
+            srv.url(), heartbeat_interval_ms=30000, heartbeat_timeout_ms=10000, connection_timeout_ms=10000
+        )
+        service.connect(wait=False)
+        srv.wait_requests(1)  # the SSE request is sent; its response headers never come
+        start = time.monotonic()
+        service.disconnect()
+        assert time.monotonic() - start < 2.0  # generous: the timeouts at stake are 10 and 40 s
+        wait_threads_gone(timeout=2.0)
+    finally:
+        answer.set()
+        srv.close()
+
+
+def test_ctrl_c_during_an_sse_connect_exits_promptly() -> None:
+    """Issue 8 item 4, as reported: Ctrl-C while connect() waits on an SSE handshake whose headers
+    never come. The process used to exit 11 s after the signal (threads waiting on the socket)."""
+    answer = threading.Event()
+    srv = RawServer([lambda conn, req: answer.wait(60)])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from magk_client import RealtimeService\n"
+        "s = RealtimeService(websocket_url=None, event_source_url=sys.argv[2], preferred_type='eventsource')\n"
+        "s.connect()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, root, srv.url()], stderr=subprocess.PIPE)
+    try:
+        srv.wait_requests(1, timeout=20)  # the child's SSE request is sent; connect() is waiting
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        took = time.monotonic() - start
+        assert b"KeyboardInterrupt" in proc.stderr.read()  # type: ignore[union-attr]
+        assert took < 5.0, f"the process exited {took:.1f} s after Ctrl-C"  # generous: was 11 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        proc.stderr.close()  # type: ignore[union-attr]
+        answer.set()
+        srv.close()
 
 
 def test_sse_threads_and_fds_back_to_baseline_after_faults(server: Backend, proxy: FaultProxy) -> None:

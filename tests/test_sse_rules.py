@@ -13,7 +13,7 @@ import time
 from typing import List, Optional, Sequence, Tuple
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sse_raw_server import RawServer, Step, sse
 
@@ -271,6 +271,40 @@ def test_s10_crlf_split_across_chunks_is_one_terminator() -> None:
     assert decode([b"data:a\n\r"]) == [("a", "message", None)]  # CR at EOF ends its line
 
 
+def test_s10_an_event_ending_in_a_lone_cr_is_dispatched_at_once() -> None:
+    # CR-only line ends: every event ends in CR CR. The second CR is a line end at once; it must
+    # not wait for the next bytes to show whether an LF follows (issue 8 item 19).
+    d = SSEDecoder()
+    assert [e.data for e in d.feed(b"data: event 1\r\r")] == ["event 1"]
+    # The LF that does follow a CR at the end of a read is the second half of that CRLF, not a
+    # blank line of its own: no empty event, no merge with the next event.
+    assert d.feed(b"\ndata: event 2\r") == []
+    assert [e.data for e in d.feed(b"\n\r\n")] == ["event 2"]
+    assert [e.data for e in d.feed(b"data: 3\r")] == []
+    assert [e.data for e in d.feed(b"\r")] == ["3"]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
+def test_s10_cr_only_events_arrive_while_the_stream_stays_open(chunked: bool) -> None:
+    # The stream is NOT ended: each event must arrive on its own, while the server waits for
+    # the client to have it before sending the next one.
+    got_first = threading.Event()
+    srv = RawServer(
+        [sse([b"id: 1\rdata: event 1\r\r", lambda: got_first.wait(5), b"data: event 2\r\r"], chunked=chunked, finish="hold")]
+    )
+    t = SSETransport(TransportOptions(url=srv.url(), read_timeout=2.0))
+    try:
+        t.open()
+        first = t.receive()
+        got_first.set()
+        assert [(e.data, e.id) for e in first] == [("event 1", "1")]
+        assert [(e.data, e.id) for e in t.receive()] == [("event 2", "1")]
+    finally:
+        got_first.set()
+        t.close()
+        srv.close()
+
+
 # --- S11: comments and blank lines -------------------------------------------------------
 
 
@@ -492,10 +526,32 @@ def test_s21_decoder_agrees_with_a_reference_transcription_of_the_standard(raw: 
     assert decode_all([raw]) == reference(raw)
 
 
-# Blocks close to the canonical ``id: <x>`` + ``data: <json>`` shape (the decoder's batch fast
+def feed_only(chunks: Sequence[bytes]) -> List[Tuple[str, str, Optional[str], bool]]:
+    """What the decoder hands over while the stream is still open (no finish())."""
+    d = SSEDecoder()
+    out: List[SSEEvent] = []
+    for c in chunks:
+        out += d.feed(c)
+    return [(e.data, e.event, e.id, e.dispatch) for e in out]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_streams, cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12))
+@example(raw=b"data: x\r\r", cuts=[])
+@example(raw=b"id: 1\rdata: a\r\rdata: b\r\n\r", cuts=[11])
+def test_s21_every_complete_event_is_handed_over_before_the_stream_ends(raw: bytes, cuts: List[int]) -> None:
+    # The reference dispatches what the bytes complete (a CR is a line end as soon as it is
+    # read); an open stream must not hold any of it back, however it is chunked.
+    expected = reference(raw)
+    assert feed_only([raw]) == expected
+    assert feed_only(_split(raw, cuts)) == expected
+    assert feed_only([raw[i : i + 1] for i in range(len(raw))]) == expected
+
+
+# Blocks close to the canonical ``id: <x>`` + ``data: <json>`` shape (the decoder's canonical
 # path), with the variations that must send a batch down the full path instead.
 _canonical_block = st.one_of(
-    st.tuples(st.sampled_from([b"id: ", b"id:", b"id:  "]), st.sampled_from([b"e-1", b"7", b"a:b", b"\xe2\x82\xac", b""]))
+    st.tuples(st.sampled_from([b"id: ", b"id:", b"id:  "]), st.sampled_from([b"e-1", b"7", b"a:b", b"\xe2\x82\xac", b"", b"id:5", b"id: 5", b" x"]))
     .map(lambda t: t[0] + t[1] + b"\ndata: {}"),
     st.sampled_from(
         [

@@ -383,6 +383,108 @@ def test_close_from_another_thread_unblocks_receive(servers: Any, transports: An
         t.receive()
 
 
+def open_in_thread(t: SSETransport) -> Tuple[threading.Thread, threading.Event, List[BaseException]]:
+    """Start ``t.open()`` on a thread; an event set when it returned or raised, and what it raised."""
+    ended = threading.Event()
+    outcome: List[BaseException] = []
+
+    def opener() -> None:
+        try:
+            t.open()
+        except BaseException as exc:
+            outcome.append(exc)
+        ended.set()
+
+    th = threading.Thread(target=opener, name="test-sse-opener")
+    th.start()
+    return th, ended, outcome
+
+
+#: generous, and far below the timeouts that would otherwise end the wait (40 s, 10 s)
+PROMPT = 2.0
+
+
+def test_close_from_another_thread_interrupts_the_wait_for_response_headers(servers: Any, transports: Any) -> None:
+    # The server accepts and reads the request, and never answers the headers (issue 8 item 4).
+    answer = threading.Event()
+    srv = serve(servers, lambda conn, req: answer.wait(60))
+    t = make(transports, srv.url(), read_timeout=40.0, connect_timeout=10.0)
+    try:
+        th, ended, outcome = open_in_thread(t)
+        srv.wait_requests(1)  # the request is sent: open() now waits for the response headers
+        # Fails if urllib3 stops setting HTTPConnection.sock on connect (sse_http._reporting_pools)
+        assert t._watch.watching, "the socket under the request was never reported"
+        start = time.monotonic()
+        t.close()
+        assert time.monotonic() - start < PROMPT
+        assert ended.wait(PROMPT), "open() still blocked after close()"
+        th.join(PROMPT)
+        assert len(outcome) == 1 and isinstance(outcome[0], TransportClosed), outcome
+        assert "closed while connecting" in str(outcome[0])
+        assert outcome[0].__context__ is None and outcome[0].__cause__ is None
+    finally:
+        answer.set()
+
+
+def test_close_from_another_thread_interrupts_the_tls_handshake(transports: Any) -> None:
+    # A listener that accepts and never speaks TLS: the handshake waits (up to connect_timeout).
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    accepted: List[socket.socket] = []
+    try:
+        t = make(transports, f"https://127.0.0.1:{lst.getsockname()[1]}/events", connect_timeout=30.0, read_timeout=40.0)
+        th, ended, outcome = open_in_thread(t)
+        conn, _ = lst.accept()
+        accepted.append(conn)
+        assert conn.recv(5)  # the ClientHello has been sent: the handshake is waiting on us
+        start = time.monotonic()
+        t.close()
+        assert time.monotonic() - start < PROMPT
+        assert ended.wait(PROMPT), "open() still blocked in the TLS handshake after close()"
+        th.join(PROMPT)
+        assert len(outcome) == 1 and isinstance(outcome[0], TransportClosed), outcome
+    finally:
+        for c in accepted:
+            c.close()
+        lst.close()
+
+
+def test_close_racing_with_connect_never_leaves_open_blocked(servers: Any, transports: Any) -> None:
+    # close() at every moment of open(): whatever the interleaving, open() ends promptly.
+    answer = threading.Event()
+    srv = serve(servers, lambda conn, req: answer.wait(60))
+    try:
+        for _ in range(20):
+            t = make(transports, srv.url(), read_timeout=40.0)
+            th, ended, outcome = open_in_thread(t)
+            t.close()
+            assert ended.wait(PROMPT), "open() still blocked after close()"
+            th.join(PROMPT)
+            assert len(outcome) == 1 and isinstance(outcome[0], TransportClosed), outcome
+    finally:
+        answer.set()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
+def test_close_unblocks_receive_through_urllib3_if_the_socket_was_never_reported(
+    servers: Any, transports: Any, chunked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fallback for a urllib3 that no longer reports its sockets: HTTPResponse.shutdown().
+    from magk_client.transports.sse_http import SocketWatch
+
+    monkeypatch.setattr(SocketWatch, "seen", lambda self, sock: None)
+    srv = serve(servers, sse([], chunked=chunked, finish="hold"))
+    t = make(transports, srv.url(), read_timeout=None)
+    t.open()
+    assert not t._watch.watching
+    th, ended, outcome = receive_in_thread(t)
+    t.close()
+    assert ended.wait(PROMPT), "receive() still blocked after close()"
+    th.join(PROMPT)
+    assert len(outcome) == 1 and isinstance(outcome[0], TransportClosed)
+
+
 def test_close_never_raises_in_any_state(servers: Any) -> None:
     t = SSETransport(opts("http://127.0.0.1:9/x"))
     t.close()

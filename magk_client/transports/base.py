@@ -16,8 +16,10 @@ import abc
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+from urllib.parse import unquote, unquote_plus
 
+from ..errors import _CRED_RE
 from ..models import ConnectionType
 
 __all__ = ["SSEEvent", "Transport", "TransportOptions", "Inbound"]
@@ -82,6 +84,7 @@ class Transport(abc.ABC):
         #: SSE ``retry:`` value in ms, the floor of the next reconnect delay (None if never set).
         self.retry_ms: Optional[int] = None
         self._closed = threading.Event()
+        self._secrets: Optional[Tuple[str, ...]] = None  # secrets_of(options), on first scrub()
 
     @abc.abstractmethod
     def open(self, *, last_event_id: Optional[str] = None) -> None:
@@ -112,10 +115,28 @@ class Transport(abc.ABC):
         return self._closed.is_set()
 
     def scrub(self, text: str) -> str:
-        """Replace every credential this transport sends (header values, and the bare token of
-        ``Bearer <token>``) with ``***``: for server-provided text that goes into an error."""
-        for value in self.options.headers.values():
-            for secret in (value, value.split(" ", 1)[-1]):
-                if len(secret) >= 4 and secret in text:
-                    text = text.replace(secret, "***")
+        """Replace every credential this transport sends with ``***``: for text that goes into
+        an error or a log line (server-provided text above all). See :func:`secrets_of`."""
+        secrets = self._secrets
+        if secrets is None:
+            secrets = self._secrets = secrets_of(self.options)
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
         return text
+
+
+def secrets_of(options: TransportOptions) -> Tuple[str, ...]:
+    """The credentials a transport sends, longest first: every header value, the bare token
+    of ``Bearer <token>``, and the credential query values of its URLs (``token=`` and the
+    other names :func:`~magk_client.errors.redact_url` redacts), as written and decoded.
+    Values under 4 characters are left alone (scrubbing them would mangle ordinary text)."""
+    found = set()
+    for value in options.headers.values():
+        found.add(value)
+        found.add(value.split(" ", 1)[-1])
+    for url in (options.url, options.messages_url or ""):
+        for match in _CRED_RE.finditer(url):
+            value = url[match.end(1) : match.end()]
+            found.update((value, unquote(value), unquote_plus(value)))
+    return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))

@@ -8,14 +8,21 @@ What is raised when (every error is a :class:`~magk_client.errors.MagkConnection
     - 401/403: :class:`AuthError` (terminal).
     - 5xx, 429: :class:`ServerError` with ``retry_after`` from ``Retry-After`` (retried; the SDK
       deliberately differs from browsers here). 408: :class:`MagkTimeoutError` (retried).
-    - 3xx: terminal :class:`ProtocolError` "redirect refused" -- redirects are never
-      followed, so credentials never reach another host (FAULTS 34).
+    - 301, 302, 303, 307, 308 to the same origin (scheme, host and port): followed, up to
+      five, as browsers' EventSource does; the request is sent again with the same headers.
+      A redirect to another origin (credentials never reach another host, FAULTS 34), back
+      to a URL already requested (a loop), past the fifth, or any other 3xx: terminal
+      :class:`ProtocolError` "redirect refused" / "redirect loop refused".
     - any other status (other 4xx, 2xx other than 200), or a wrong content type:
       terminal :class:`ProtocolError` (S1).
     - refused/reset/unreachable: :class:`NetworkError`; connect timeout (or no response
       headers within the read timeout): :class:`MagkTimeoutError`.
     - TLS certificate verification failure: terminal :class:`NetworkError` saying so;
       other TLS failures: :class:`NetworkError`.
+    - ``close()`` from another thread: :class:`TransportClosed` "closed while connecting",
+      promptly once the TCP connection is made (TLS handshake, wait for the headers); a TCP
+      connect itself still runs to its end or ``connect_timeout``.
+    - urllib3 older than 2.2: terminal :class:`ProtocolError` saying so.
 
 ``receive()``
     - the events completed by the bytes available now, as one list (never empty);
@@ -29,40 +36,37 @@ What is raised when (every error is a :class:`~magk_client.errors.MagkConnection
     - after ``close()``: :class:`TransportClosed` promptly.
 
 ``send(text)``: ``POST options.messages_url`` (JSON); 2xx is success; otherwise classified
-as above (3xx refused). No ``messages_url``: terminal :class:`ProtocolError`.
+as above (every 3xx refused: a POST is not re-sent anywhere). No ``messages_url``: terminal :class:`ProtocolError`.
 
 TLS: every HTTPS connection uses ``options.ssl_context`` (a default context if None). The
 requests sessions do not read the environment (``trust_env=False``), and the adapter
 drops any CA file requests would add, so ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, netrc
 and proxy variables cannot change what is trusted or where credentials go (FAULTS 33).
 
-Reading: ``receive()`` hands over every byte as soon as it arrives (``read1`` on the
-response), whether the body is chunked or close-delimited (FAULTS 22).
+Reading: ``receive()`` hands over every byte as soon as it arrives (urllib3's
+``HTTPResponse.read1``), whether the body is chunked or close-delimited (FAULTS 22).
+
+Errors of requests, urllib3, ssl and socket are translated into ours with a secret-free
+reason and never chained (``__cause__``/``__context__``): their text may hold a URL or
+whatever a hostile server sent back, credentials included.
 """
 
 from __future__ import annotations
 
 import email.utils
-import errno
 import functools
-import http.client
 import logging
-import socket
-import ssl
 import threading
 import time
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Union
 
 import requests
-import requests.adapters
 import urllib3
-import urllib3.exceptions
 
 from ..errors import (
     MagkConnectionError,
     MagkTimeoutError,
     MessageTooLargeError,
-    NetworkError,
     ProtocolError,
     TransportClosed,
     classify_http_status,
@@ -70,6 +74,14 @@ from ..errors import (
 )
 from ..models import ConnectionType
 from .base import Inbound, Transport, TransportOptions
+from .sse_http import (
+    SocketWatch,
+    install_log_filter,
+    new_session,
+    redirect_target,
+    translate_read_error,
+    translate_request_error,
+)
 from .sse_stream import SSEDecoder
 
 __all__ = ["SSETransport"]
@@ -81,95 +93,10 @@ READ_SIZE = 65536
 #: Most of an error reply's body read (and dropped) so the connection can be reused.
 _MAX_ERROR_BODY = 65536
 
-
-class _ContextAdapter(requests.adapters.HTTPAdapter):
-    """An HTTPAdapter whose every TLS connection uses one ``ssl.SSLContext``.
-
-    requests cannot take a context directly, and with ``verify=True`` it would add a
-    CA file (certifi, or ``REQUESTS_CA_BUNDLE``) that urllib3 loads *into* the context.
-    Here the context alone decides: no CA file, ``cert_reqs`` taken from the context.
-    """
-
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
-        self._ssl_context = ssl_context
-        super().__init__(max_retries=0)
-
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
-        pool_kwargs["ssl_context"] = self._ssl_context
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        proxy_kwargs["ssl_context"] = self._ssl_context
-        return super().proxy_manager_for(proxy, **proxy_kwargs)
-
-    def build_connection_pool_key_attributes(  # requests >= 2.32
-        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> Any:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        kwargs: Dict[str, Any] = dict(pool_kwargs)
-        kwargs.pop("ca_certs", None)
-        kwargs.pop("ca_cert_dir", None)
-        kwargs["ssl_context"] = self._ssl_context
-        kwargs["cert_reqs"] = self._ssl_context.verify_mode
-        return host_params, kwargs
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        # The context decides everything (a client certificate too, loaded into it).
-        conn.cert_reqs = self._ssl_context.verify_mode
-        conn.ca_certs = None
-        conn.ca_cert_dir = None
-
-
-_default_context: Optional[ssl.SSLContext] = None
-_default_context_lock = threading.Lock()
-
-
-def _verifying_context() -> ssl.SSLContext:
-    """One default (verifying) context per process: building one costs ~25 ms (loading the CAs)."""
-    global _default_context
-    with _default_context_lock:
-        if _default_context is None:
-            _default_context = ssl.create_default_context()
-        return _default_context
-
-
 _URLLIB3_VERSION: str = getattr(urllib3, "__version__", "2")
-_URLLIB3_MAJOR = int(_URLLIB3_VERSION.split(".", maxsplit=1)[0])
-
-
-def _read1(raw: Any) -> bytes:
-    """What is there now, up to READ_SIZE bytes: urllib3 >= 2.2 has ``read1``; before it, the
-    underlying ``http.client.HTTPResponse.read1`` does the same (chunked-aware; we ask for an
-    identity encoding, so there is nothing to decode)."""
-    read1 = getattr(raw, "read1", None)
-    if read1 is not None:
-        return bytes(read1(READ_SIZE, decode_content=True))
-    return bytes(raw._fp.read1(READ_SIZE))
-
-
-def _reader_for(raw: Any, content_encoding: str) -> Callable[[], bytes]:
-    """The cheapest way to read what is there now from ``raw`` (urllib3's response).
-
-    With an identity body (what we ask for), ``http.client.HTTPResponse.read1`` under
-    urllib3 returns the same bytes as urllib3's own ``read1`` (chunked decoding included)
-    at a third of the cost per call (7 against 20 us): urllib3 adds nothing to decode and
-    keeps byte counts nobody reads here. Its errors (``IncompleteRead``, ``socket.timeout``,
-    ``OSError``) are translated like urllib3's. A compressed body goes through urllib3.
-    """
-    fp_read1 = getattr(getattr(raw, "_fp", None), "read1", None)
-    if fp_read1 is not None and content_encoding.strip().lower() in ("", "identity"):
-        return functools.partial(fp_read1, READ_SIZE)
-    return functools.partial(_read1, raw)
-
-
-def _new_session(ssl_context: Optional[object], url: str) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # no env CA bundle, netrc or proxies (see module doc)
-    if url.lower().startswith("https:"):  # a session talks to one URL only (no redirects)
-        ctx = ssl_context if isinstance(ssl_context, ssl.SSLContext) else _verifying_context()
-        session.mount("https://", _ContextAdapter(ctx))
-    session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
-    return session
+#: ``HTTPResponse.read1`` (urllib3 >= 2.2): what is there now, chunked or not, without waiting
+#: for more. Older urllib3 can only wait for a fixed amount, which would hold events back.
+_HAS_READ1 = callable(getattr(urllib3.HTTPResponse, "read1", None))
 
 
 def _parse_retry_after(value: Optional[str]) -> Optional[float]:
@@ -183,43 +110,6 @@ def _parse_retry_after(value: Optional[str]) -> Optional[float]:
     except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _chain(exc: BaseException) -> List[BaseException]:
-    """The exception and its causes (``__cause__``/``__context__``, urllib3 ``reason``, args)."""
-    seen: List[BaseException] = []
-    todo: List[BaseException] = [exc]
-    while todo and len(seen) < 16:
-        e = todo.pop(0)
-        if any(e is s for s in seen):
-            continue
-        seen.append(e)
-        for nxt in (getattr(e, "reason", None), e.__cause__, e.__context__, *e.args):
-            if isinstance(nxt, BaseException):
-                todo.append(nxt)
-    return seen
-
-
-def _cert_verify_failed(exc: BaseException) -> bool:
-    for e in _chain(exc):
-        if isinstance(e, ssl.SSLCertVerificationError):
-            return True
-        if isinstance(e, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(e):
-            return True
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    """A short, secret-free description of the root cause (no URLs, no headers)."""
-    for e in reversed(_chain(exc)):
-        if isinstance(e, ssl.SSLError):
-            return f"TLS error ({getattr(e, 'reason', None) or type(e).__name__})"
-        if isinstance(e, OSError) and e.errno is not None:
-            name = errno.errorcode.get(e.errno, str(e.errno))
-            return f"{name}: {e.strerror or ''}".rstrip(": ")
-        if isinstance(e, (socket.timeout, TimeoutError)):
-            return "timed out"
-    return type(exc).__name__
 
 
 class SSETransport(Transport):
@@ -243,14 +133,15 @@ class SSETransport(Transport):
         self._response: Optional[requests.Response] = None
         self._raw: Any = None
         self._read_now: Callable[[], bytes] = bytes
-        self._sock: Optional[socket.socket] = None
+        #: the socket under the stream, from the moment it is connected (for close())
+        self._watch = SocketWatch()
         self._lock = threading.Lock()  # guards _reading/_response hand-over with close()
         self._send_lock = threading.Lock()
         self._reading = False
         self._eof = False
         self._failed: Optional[MagkConnectionError] = None
         self._opened = False
-        self._secrets = tuple(v for v in options.headers.values() if isinstance(v, str) and len(v) >= 4)
+        install_log_filter()
 
     # -- state ------------------------------------------------------------------------
 
@@ -258,19 +149,8 @@ class SSETransport(Transport):
     def last_event_id(self) -> Optional[str]:
         return self._decoder.last_event_id
 
-    def _scrub(self, text: str) -> str:
-        """Last line of defence: no header value (token, API key) in any message."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-            # "Bearer <token>": the token alone may appear too
-            token = secret.split(" ", 1)[-1]
-            if len(token) >= 4 and token in text:
-                text = text.replace(token, "***")
-        return text
-
     def _where(self, url: Optional[str] = None) -> str:
-        return self._scrub(redact_url(url if url is not None else self.options.url))
+        return self.scrub(redact_url(url if url is not None else self.options.url))
 
     # -- open -------------------------------------------------------------------------
 
@@ -281,12 +161,9 @@ class SSETransport(Transport):
         if self._closed.is_set():
             raise TransportClosed("SSE transport closed before open()")
         self._decoder.last_event_id = last_event_id or None
-        if _URLLIB3_MAJOR < 2 and self.options.url.lower().startswith("https:"):
-            # urllib3 1.x skips SNI for IP hosts and checks hostnames itself, which a caller's
-            # context (check_hostname on) cannot go through; refuse clearly rather than weaken TLS.
+        if not _HAS_READ1:
             raise ProtocolError(
-                f"SSE over https needs urllib3 >= 2 (found {_URLLIB3_VERSION}); "
-                "pip install -U 'urllib3>=2'",
+                f"SSE needs urllib3 >= 2.2 (found {_URLLIB3_VERSION}); pip install -U 'urllib3>=2.2'",
                 terminal=True,
             )
         headers: Dict[str, Union[str, bytes]] = dict(self.options.headers)
@@ -301,19 +178,27 @@ class SSETransport(Transport):
                 headers["Last-Event-ID"] = lei.encode("utf-8")
         url = self.options.url
         where = self._where()
-        session = _new_session(self.options.ssl_context, self.options.url)
+        session = new_session(self.options.ssl_context, url, self._watch.seen)
         with self._lock:
             self._session = session
-        timeout = (self.options.connect_timeout, self.options.read_timeout)
         log.debug("SSE connecting to %s (Last-Event-ID %s)", where, "set" if last_event_id else "none")
-        try:
-            resp = session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
-        except BaseException as exc:  # noqa: BLE001 - translated below, never leaks
-            self._abandon()
-            if self._closed.is_set():
-                raise TransportClosed(f"SSE transport closed while connecting to {where}") from None
-            raise self._translate_request_error(exc, f"SSE request to {where}") from None
-        self.status = resp.status_code
+        visited = [url]
+        while True:
+            resp = self._get(session, url, headers, where)
+            self.status = status = resp.status_code
+            if not 300 <= status < 400:
+                break
+            target, why = redirect_target(url, status, resp.headers.get("Location"), visited)
+            self._discard(resp, drain=True)
+            if target is None:
+                self._abandon()
+                what = f"SSE request to {where} answered with redirect {status}"
+                refused = ProtocolError(f"{what} {why}", status=status, terminal=True)
+                log.debug("SSE request to %s failed: %s", where, refused)
+                raise refused
+            log.debug("SSE request to %s redirected (%d) to %s", where, status, self._where(target))
+            url = target
+            visited.append(url)
         error = self._check_response(resp, where)
         if error is not None:
             self._discard(resp)
@@ -321,18 +206,33 @@ class SSETransport(Transport):
             log.debug("SSE request to %s failed: %s", where, error)
             raise error
         raw = resp.raw
-        read_now = _reader_for(raw, resp.headers.get("Content-Encoding", ""))
         with self._lock:
             self._response = resp
             self._raw = raw
-            self._read_now = read_now
-            self._sock = self._find_socket(raw)
+            # decode_content: a body compressed although identity was asked is decoded
+            self._read_now = functools.partial(raw.read1, READ_SIZE, decode_content=True)
             closed_meanwhile = self._closed.is_set()
         if closed_meanwhile:
             self._release()
             raise TransportClosed(f"SSE transport closed while connecting to {where}")
         self.last_activity = time.monotonic()
         log.debug("SSE connected to %s", where)
+
+    def _get(
+        self, session: requests.Session, url: str, headers: Dict[str, Union[str, bytes]], where: str
+    ) -> requests.Response:
+        """One GET of the stream (no redirect followed by requests); errors translated, never chained."""
+        timeout = (self.options.connect_timeout, self.options.read_timeout)
+        failure: MagkConnectionError
+        try:
+            return session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
+        except BaseException as exc:  # noqa: BLE001 - translated, never chained (its text may hold secrets)
+            self._abandon()
+            if self._closed.is_set():
+                failure = TransportClosed(f"SSE transport closed while connecting to {where}")
+            else:
+                failure = translate_request_error(exc, f"SSE request to {where}", self.scrub)
+        raise failure  # outside the except block: no __context__
 
     def _check_response(self, resp: requests.Response, where: str) -> Optional[MagkConnectionError]:
         status = resp.status_code
@@ -341,7 +241,7 @@ class SSETransport(Transport):
             ctype = resp.headers.get("Content-Type", "")
             if ctype.split(";", 1)[0].strip().lower() == "text/event-stream":
                 return None
-            shown = self._scrub(ctype[:80]) or "none"
+            shown = self.scrub(ctype)[:80] or "none"
             return ProtocolError(
                 f"{what} answered with content type {shown!r}, not text/event-stream",
                 status=status,
@@ -349,12 +249,6 @@ class SSETransport(Transport):
             )
         if status == 204:
             return TransportClosed(f"{what} answered 204 No Content: do not reconnect", status=204, terminal=True)
-        if 300 <= status < 400:
-            return ProtocolError(
-                f"{what} answered with redirect {status}; redirect refused (credentials stay on this host)",
-                status=status,
-                terminal=True,
-            )
         retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
         err = classify_http_status(status, what, retry_after)
         if type(err) is ProtocolError:
@@ -376,61 +270,6 @@ class SSETransport(Transport):
         except BaseException:  # noqa: BLE001
             pass
 
-    @staticmethod
-    def _find_socket(raw: Any) -> Optional[socket.socket]:
-        """The socket under a urllib3 response, for close() to shut down (fallback path)."""
-        conn = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
-        sock = getattr(conn, "sock", None)
-        if isinstance(sock, socket.socket):
-            return sock
-        # A close-delimited response: http.client detached the socket from the connection
-        # and only its file object holds it.
-        fp = getattr(getattr(raw, "_fp", None), "fp", None)
-        sock = getattr(getattr(fp, "raw", None), "_sock", None)
-        return sock if isinstance(sock, socket.socket) else None
-
-    def _translate_request_error(self, exc: BaseException, what: str) -> MagkConnectionError:
-        reason = self._scrub(_reason(exc))
-        if isinstance(exc, MagkConnectionError):
-            return exc
-        if _cert_verify_failed(exc):
-            return NetworkError(
-                f"{what} failed: TLS certificate verification failed ({reason}); "
-                "check the CA bundle / server certificate",
-                terminal=True,
-            )
-        if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return MagkTimeoutError(f"{what} timed out connecting ({reason})")
-        if isinstance(exc, requests.exceptions.ReadTimeout):
-            return MagkTimeoutError(f"{what} timed out waiting for the response ({reason})")
-        if isinstance(exc, requests.exceptions.SSLError):
-            return NetworkError(f"{what} failed in TLS: {reason}")
-        if isinstance(
-            exc,
-            (
-                requests.exceptions.InvalidURL,
-                requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema,
-                requests.exceptions.InvalidHeader,
-            ),
-        ):
-            return ProtocolError(f"{what} is invalid ({type(exc).__name__})", terminal=True)
-        if isinstance(
-            exc,
-            (
-                requests.exceptions.ConnectionError,
-                OSError,
-                http.client.HTTPException,
-                urllib3.exceptions.HTTPError,
-            ),
-        ):
-            return NetworkError(f"{what} failed: {reason}")
-        if isinstance(exc, requests.exceptions.RequestException):
-            return NetworkError(f"{what} failed: {reason}")
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise exc
-        return NetworkError(f"{what} failed unexpectedly: {type(exc).__name__}")
-
     # -- receive ----------------------------------------------------------------------
 
     def receive(self) -> List[Inbound]:
@@ -448,16 +287,17 @@ class SSETransport(Transport):
                 if raw is None or self._closed.is_set():
                     raise TransportClosed("SSE transport is not open" if raw is None else "SSE transport closed")
                 self._reading = True
+            failure: Optional[MagkConnectionError] = None
             try:
                 chunk = self._read_now()
-            except BaseException as exc:  # noqa: BLE001 - translated
-                self._end_read()
-                if self._closed.is_set():
-                    raise TransportClosed("SSE transport closed") from None
-                self._fail(self._translate_read_error(exc))
+            except BaseException as exc:  # noqa: BLE001 - translated, never chained (its text may hold secrets)
+                chunk = b""
+                failure = translate_read_error(exc, self._where(), self.options.read_timeout, self.scrub)
             self._end_read()
             if self._closed.is_set():
                 raise TransportClosed("SSE transport closed")
+            if failure is not None:
+                self._fail(failure)
             try:
                 if chunk:
                     self.last_activity = time.monotonic()
@@ -466,7 +306,9 @@ class SSETransport(Transport):
                     self._eof = True
                     events = self._decoder.finish()
             except MessageTooLargeError as exc:
-                self._fail(exc)
+                failure = exc
+            if failure is not None:
+                self._fail(failure)
             if self._decoder.retry_ms is not None:
                 self.retry_ms = self._decoder.retry_ms
             if events:
@@ -488,21 +330,6 @@ class SSETransport(Transport):
         self._release()
         raise self._failed
 
-    def _translate_read_error(self, exc: BaseException) -> MagkConnectionError:
-        where = self._where()
-        if isinstance(exc, MagkConnectionError):
-            return exc
-        for e in _chain(exc):
-            if isinstance(e, (urllib3.exceptions.ReadTimeoutError, socket.timeout)):
-                return MagkTimeoutError(f"SSE stream from {where} was silent for {self.options.read_timeout} s")
-        if _cert_verify_failed(exc):
-            return NetworkError(f"SSE stream from {where}: TLS certificate verification failed", terminal=True)
-        if isinstance(exc, (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)):
-            return NetworkError(f"SSE stream from {where} was cut off: {self._scrub(_reason(exc))}")
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise exc
-        return NetworkError(f"SSE stream from {where} failed: {type(exc).__name__}")
-
     # -- send -------------------------------------------------------------------------
 
     def send(self, text: str) -> None:
@@ -519,8 +346,9 @@ class SSETransport(Transport):
             if self._closed.is_set():
                 raise TransportClosed("SSE transport closed; message not sent")
             if self._send_session is None:
-                self._send_session = _new_session(self.options.ssl_context, url)
+                self._send_session = new_session(self.options.ssl_context, url)
             session = self._send_session
+            failure: Optional[MagkConnectionError] = None
             try:
                 resp = session.post(
                     url,
@@ -530,11 +358,12 @@ class SSETransport(Transport):
                     allow_redirects=False,
                     stream=True,
                 )
-            except BaseException as exc:  # noqa: BLE001 - translated
-                err = self._translate_request_error(exc, f"POST to {where}")
-                if isinstance(err, MagkTimeoutError):
-                    err = MagkTimeoutError(f"POST to {where} timed out ({self.options.send_timeout} s)")
-                raise err from None
+            except BaseException as exc:  # noqa: BLE001 - translated, never chained (its text may hold secrets)
+                failure = translate_request_error(exc, f"POST to {where}", self.scrub)
+                if isinstance(failure, MagkTimeoutError):
+                    failure = MagkTimeoutError(f"POST to {where} timed out ({self.options.send_timeout} s)")
+            if failure is not None:
+                raise failure
             status = resp.status_code
             self._discard(resp, drain=True)
         if 200 <= status < 300:
@@ -570,23 +399,22 @@ class SSETransport(Transport):
             log.debug("SSE close: ignored error", exc_info=True)
 
     def _shutdown_socket(self) -> None:
-        """Wake a read blocked in another thread: shut the socket down for reading."""
-        with self._lock:
-            raw, sock = self._raw, self._sock
-        if raw is None:
+        """Wake a connect, handshake or read blocked in another thread: shut the socket down.
+
+        The socket is known from the moment it is connected (:class:`SocketWatch`). Should a
+        future urllib3 stop reporting it, a response that exists is shut down through urllib3's
+        own ``HTTPResponse.shutdown`` (>= 2.3) instead; only the wait for headers is then
+        left to the timeouts."""
+        if self._watch.shutdown():
             return
-        try:
-            shutdown = getattr(raw, "shutdown", None)  # urllib3 >= 2.3
-            if shutdown is not None:
-                shutdown()
-                return
-        except (ValueError, RuntimeError, OSError):
-            pass  # no shutdown function recorded, or connection released: use the socket
-        if sock is not None:
+        with self._lock:
+            raw = self._raw
+        shutdown = getattr(raw, "shutdown", None)
+        if shutdown is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+                shutdown()
+            except (ValueError, RuntimeError, OSError):
+                pass  # already released: nothing left to wake
 
     def _release(self) -> None:
         """Close the response and the stream session (never while a read is in progress)."""
@@ -596,9 +424,8 @@ class SSETransport(Transport):
             resp, session = self._response, self._session
             self._response = None
             self._raw = None
-            self._sock = None
             self._session = None
-        for thing in (resp, session):
+        for thing in (resp, session, self._watch):
             if thing is not None:
                 try:
                     thing.close()
@@ -606,10 +433,12 @@ class SSETransport(Transport):
                     log.debug("SSE release: ignored error", exc_info=True)
 
     def _abandon(self) -> None:
+        """open() failed: drop the session and the socket handle."""
         with self._lock:
             session, self._session = self._session, None
         if session is not None:
             session.close()
+        self._watch.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed.is_set() else ("open" if self._raw is not None else "new")

@@ -8,9 +8,11 @@ against the WHATWG rules (HTML section 9.2, FAULTS.md S5-S16):
 - S9: the stream is decoded as UTF-8 with replacement (sseclient-py ends the stream
   on invalid UTF-8), incrementally, so a character split across chunks survives;
   exactly one leading U+FEFF is dropped (sseclient-py loses the first event).
-- S10: CRLF and lone CR become LF before sseclient-py sees them; a CR at the end of
-  a chunk is held until the next chunk shows whether an LF follows
-  (sseclient-py merges ``data:a\\n\\r\\ndata:b\\n\\n`` into one event).
+- S10: CRLF and lone CR become LF before sseclient-py sees them
+  (sseclient-py merges ``data:a\\n\\r\\ndata:b\\n\\n`` into one event). A CR ends
+  its line at once, even at the end of a read (an event of CR-only lines is complete
+  at its second CR); an LF at the start of the next read is then dropped, so a CRLF
+  split across reads is still one line end.
 - S16: sseclient-py is fed only complete events (up to the last blank line);
   an event cut off by the end of the stream is discarded, not dispatched.
 - S5-S7: ``id`` and ``retry`` lines are read here, in stream order, because
@@ -20,17 +22,19 @@ against the WHATWG rules (HTML section 9.2, FAULTS.md S5-S16):
 - FAULTS row 18: the incomplete event held between chunks, and every complete
   event, is bounded by ``max_event_size``; past it :class:`MessageTooLargeError`.
 
-Three paths parse the complete events of a read, the first that applies:
+sseclient-py is used through its public interface only, ``SSEClient(chunks).events()``.
+Two paths parse the complete events of a read:
 
 1. canonical: every block is exactly ``id: <non-empty>`` then one ``data:`` line
-   (what nearly every server writes). The shape is checked with C-level bytes
-   operations over the whole batch, the ids are read here and sseclient-py is fed
-   only the ``data:`` lines, one line per event instead of two.
-2. fast: no ``retry``, no NUL, no id-only block: sseclient-py parses whole blocks.
-3. full: a first pass applies ``id``/``retry`` in stream order, then sseclient-py
-   parses the blocks that carry data (a huge block of short lines is assembled here).
+   (what nearly every server writes, the reference Backend included). The shape is
+   checked with C-level bytes operations over the whole batch, the ids are read here
+   and sseclient-py is fed only the ``data:`` lines, one line per event instead of two.
+   It costs about a third of the full path per event (``bench_service_sse.py``).
+2. full, for anything else: a first pass applies ``id``/``retry`` in stream order,
+   then sseclient-py parses the blocks that carry data (a huge block of short lines
+   is assembled here).
 
-All three agree event for event (Hypothesis tests against a transcription of the
+Both agree event for event (Hypothesis tests against a transcription of the
 standard); they differ only in cost.
 
 No sockets, no threads, no clock: the transport drives it, and tests feed it
@@ -67,45 +71,11 @@ _new_tuple = tuple.__new__
 _COLON = 0x3A
 
 
-class _BlockParser(SSEClient):
-    """sseclient-py's field parser (``events()``) fed whole blocks.
-
-    The framing is done here (blocks are split at blank lines after normalisation), so
-    sseclient-py's own framing loop (``_read``: per-line concatenation, and the CRLF
-    and end-of-stream mistakes) is bypassed. Should a future sseclient-py drop the
-    ``_read`` hook, its own framing is used: blocks joined by blank lines frame the same.
-    """
-
-    def __init__(self, blocks: List[bytes]) -> None:
-        self._blocks = blocks
-        super().__init__(iter((b"\n\n".join(blocks) + b"\n\n",)) if not _HAS_READ_HOOK else iter(()))
-        # sseclient-py logs every event it dispatches at DEBUG ("Dispatching ..."): a logger
-        # call per event (~0.15 us) on the reader's hot path, for a line that repeats what the
-        # service logs anyway. Its per-event log goes to a no-op instead.
-        self._logger = _QUIET
-
-    def _read(self) -> Iterator[bytes]:
-        return iter(self._blocks)
-
-
-_HAS_READ_HOOK = callable(getattr(SSEClient, "_read", None))
-
-
-class _QuietLog:
-    """What ``_BlockParser`` logs to: ``debug(msg, *args)`` does nothing (a C call, no frame)."""
-
-    debug = "".format
-
-
-_QUIET = _QuietLog()
-
-
 class SSEDecoder:
     """Incremental WHATWG event-stream decoder (bytes in, :class:`SSEEvent` out).
 
     ``feed(chunk)`` returns the events completed by ``chunk`` in stream order;
-    ``finish()`` ends the stream (a pending CR counts as a line end; an
-    incomplete event is discarded). Besides dispatched events, a block that
+    ``finish()`` ends the stream (an incomplete event is discarded). Besides dispatched events, a block that
     changes the last event id without carrying data yields
     ``SSEEvent(data="", id=<new id or None>, dispatch=False)``.
 
@@ -133,7 +103,7 @@ class SSEDecoder:
         self.pending_error: Optional[MessageTooLargeError] = None
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._bom_pending = True
-        self._held_cr = False
+        self._skip_lf = False  # the last read ended with a CR: drop one LF next
         self._tail: List[bytes] = []
         self._tail_len = 0
         self._tail_ends_lf = False
@@ -147,14 +117,9 @@ class SSEDecoder:
         return self._feed_text(self._utf8.decode(data))
 
     def finish(self) -> List[SSEEvent]:
-        """End of stream: a held CR ends its line; a partial event is discarded (S16)."""
+        """End of stream: a partial event is discarded (S16)."""
         self._check()
-        text = self._utf8.decode(b"", final=True)
-        if self._held_cr:
-            # The CR was a line terminator after all (nothing followed it).
-            self._held_cr = False
-            text = "\n" + text
-        events = self._feed_text(text)
+        events = self._feed_text(self._utf8.decode(b"", final=True))
         self._finished = True
         self._tail = []
         self._tail_len = 0
@@ -190,14 +155,16 @@ class SSEDecoder:
             self._bom_pending = False
             if text[0] == "\ufeff":
                 text = text[1:]
-        if self._held_cr:
-            self._held_cr = False
-            text = "\r" + text
+        if self._skip_lf:
+            # The last read ended with a CR, already taken as a line end: an LF now is the
+            # second half of that CRLF, not a line of its own (S10).
+            self._skip_lf = False
+            if text[:1] == "\n":
+                text = text[1:]
         if "\r" in text:
-            if text[-1] == "\r":
-                # Could be the first half of a CRLF split across chunks (S10).
-                self._held_cr = True
-                text = text[:-1]
+            # A CR is a line end at once, even the last character of a read (an event of
+            # CR-only lines ends in CR CR and is complete then).
+            self._skip_lf = text[-1] == "\r"
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if not text:
             return []
@@ -249,11 +216,9 @@ class SSEDecoder:
         a block past ``quadratic_budget`` is assembled here instead (a 16 MiB event
         of short lines would otherwise hold the reader thread for minutes).
         """
-        fast = self._parse_canonical(complete)
-        if fast is None:
-            fast = self._parse_fast(complete)
-        if fast is not None:
-            return fast
+        canonical = self._parse_canonical(complete)
+        if canonical is not None:
+            return canonical
         limit = self._limit
         budget = self.quadratic_budget
         last_id = self.last_event_id
@@ -334,44 +299,18 @@ class SSEDecoder:
             or (b"\n" + b"\n".join(bodies)).count(b"\ndata:") != count
         ):
             return None
-        ids = heads.replace(b"\nid: ", b"\n").replace(b"\nid:", b"\n").decode("utf-8").split("\n")
+        # "\nid:" and "\n " can only match at the start of a line: drop the field name, then
+        # one space (S12), from every head at once.
+        ids = heads.replace(b"\nid:", b"\n").replace(b"\n ", b"\n").decode("utf-8").split("\n")
         del ids[0]
         if "" in ids:
             return None  # an empty id resets the buffer: the full path handles that
         # Only ``data`` is taken from each sseclient-py event, so none outlives its turn.
-        datas = [ev.data for ev in _BlockParser(bodies).events()]
+        datas = [ev.data for ev in SSEClient(iter((b"\n\n".join(bodies) + b"\n\n",))).events()]
         if len(datas) != count:
             return None
         self.last_event_id = ids[-1]
         return list(map(_new_tuple, repeat(SSEEvent), zip(datas, repeat("message"), ids, repeat(True))))
-
-    def _parse_fast(self, complete: bytes) -> Optional[List[SSEEvent]]:
-        """The common batch, with no line-by-line scan here: every ``id`` line sits in a
-        block with data (sseclient-py then reports the block's last id value), no NUL,
-        no ``retry``, nothing near the limits. None when any of that does not hold."""
-        if b"\x00" in complete or b"retry" in complete:
-            return None
-        blocks = complete.split(b"\n\n")
-        longest = max(map(len, blocks))
-        if longest > self._limit or complete.count(b"\n") * longest > self.quadratic_budget:
-            return None
-        id_lines = complete.count(b"\nid:") + complete.count(b"\nid\n")
-        if complete[:3] in (b"id:", b"id\n"):
-            id_lines += 1
-        last_id = self.last_event_id
-        out: List[SSEEvent] = []
-        with_id = 0
-        for ev in _BlockParser(blocks).events():
-            if ev.id is not None:
-                with_id += 1
-                last_id = ev.id or None
-            out.append(SSEEvent(ev.data, ev.event, last_id))
-        # Each block's id lines are counted at least once; equality means no id line
-        # sat in a block without data (an id-only block, reported by the full path).
-        if with_id != id_lines:
-            return None
-        self.last_event_id = last_id
-        return out
 
 
 def _assemble(block: bytes) -> Tuple[str, str]:
