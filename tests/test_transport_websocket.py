@@ -1181,20 +1181,6 @@ def test_proxy_refuse_is_a_network_error(proxied, transports) -> None:
 # small pure pieces and argument checks
 
 
-def test_retry_after_forms() -> None:
-    import email.utils
-
-    from magk_client.transports.websocket import _retry_after
-
-    assert _retry_after({"retry-after": "3"}) == 3.0
-    assert _retry_after({"retry-after": "-5"}) == 0.0
-    assert _retry_after({"retry-after": "soon"}) is None
-    assert _retry_after({"retry-after": "nan"}) is None
-    assert _retry_after({}) is None
-    when = email.utils.formatdate(time.time() + 120, usegmt=True)
-    assert 100 < (_retry_after({"retry-after": when}) or 0) <= 121
-
-
 @pytest.mark.parametrize(
     ("url", "headers"),
     [

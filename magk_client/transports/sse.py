@@ -53,7 +53,6 @@ whatever a hostile server sent back, credentials included.
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import logging
 import threading
@@ -73,6 +72,7 @@ from ..errors import (
     redact_url,
 )
 from ..models import ConnectionType
+from ..retry_after import parse_retry_after
 from .base import Inbound, Transport, TransportOptions
 from .sse_http import (
     SocketWatch,
@@ -97,19 +97,6 @@ _URLLIB3_VERSION: str = getattr(urllib3, "__version__", "2")
 #: ``HTTPResponse.read1`` (urllib3 >= 2.2): what is there now, chunked or not, without waiting
 #: for more. Older urllib3 can only wait for a fixed amount, which would hold events back.
 _HAS_READ1 = callable(getattr(urllib3.HTTPResponse, "read1", None))
-
-
-def _parse_retry_after(value: Optional[str]) -> Optional[float]:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(min(int(value[:9]), 10**8))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class SSETransport(Transport):
@@ -249,7 +236,7 @@ class SSETransport(Transport):
             )
         if status == 204:
             return TransportClosed(f"{what} answered 204 No Content: do not reconnect", status=204, terminal=True)
-        retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
         err = classify_http_status(status, what, retry_after)
         if type(err) is ProtocolError:
             err.terminal = True  # S1: other 4xx and 2xx other than 200 fail the connection
@@ -374,7 +361,8 @@ class SSETransport(Transport):
                 status=status,
                 terminal=True,
             )
-        raise classify_http_status(status, f"POST to {where}", _parse_retry_after(resp.headers.get("Retry-After")))
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+        raise classify_http_status(status, f"POST to {where}", retry_after)
 
     # -- close ------------------------------------------------------------------------
 

@@ -76,9 +76,7 @@ cookie jar: a ``Set-Cookie`` from a server is sent back to the same host on late
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import math
 import socket
 import ssl
 import struct
@@ -100,6 +98,7 @@ from ..errors import (
     redact_url,
 )
 from ..models import ConnectionType
+from ..retry_after import retry_after_from_headers
 from .base import Inbound, Transport, TransportOptions
 from .ws_frames import (
     CLOSE_MESSAGE_TOO_BIG,
@@ -137,27 +136,6 @@ def _set_send_timeout(sock: socket.socket, seconds: float) -> None:
             micro = 1000  # zero would mean "block forever"
         value = struct.pack("ll", whole, micro)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
-
-
-def _retry_after(headers: Optional[dict]) -> Optional[float]:  # type: ignore[type-arg]
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if any."""
-    if not headers:
-        return None
-    value = headers.get("retry-after")
-    if not isinstance(value, str) or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - time.time()
-    if math.isnan(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 class WebSocketTransport(Transport):
@@ -330,7 +308,9 @@ class WebSocketTransport(Transport):
         if self._closed.is_set():
             return self._failure or TransportClosed("closed locally")
         timeout = float(self.options.connect_timeout)
-        return translate_open_error(exc, self._where, timeout, self.scrub, _retry_after)
+        return translate_open_error(
+            exc, self._where, timeout, self.scrub, lambda headers: retry_after_from_headers(headers, time.time())
+        )
 
     # ------------------------------------------------------------------ receive
 
