@@ -1097,24 +1097,44 @@ class RealtimeService:
             return
         pending = self._enqueued - self._dispatched
         if pending + len(out) > self._config.max_dispatch_queue:
-            self._dispatch_dropped += len(out)
-            self._report(
-                MagkError(f"dispatch queue full ({pending} waiting): dropped {len(out)} message(s)"),
-                escalate=True,
-            )
+            self._overflow(out, pending)
             return
         self._enqueued += len(out)
         self._dispatch_q.put(out)
         if pending + len(out) > _HANDOFF_BACKLOG:
-            # Under the GIL the dispatcher runs only when this thread lets it: at full rate the
-            # reader wins every GIL race after its socket reads, so it decoded 4,000-5,000
-            # messages ahead of the callbacks (tens of milliseconds of queueing). Waiting here,
-            # the GIL released, lets the dispatcher catch up now (the backlog stays under about
-            # 700); bounded, so a slow callback only slows reading down.
-            caught_up = self._caught_up
-            caught_up.clear()
-            if self._enqueued != self._dispatched:
-                caught_up.wait(_HANDOFF_WAIT)
+            self._hand_off()
+
+    def _overflow(self, out: List[Any], pending: int) -> None:
+        """Hand over what fits under ``max_dispatch_queue``; drop, count and report the rest
+        (reader thread). Notices in the excess are kept: they are not messages."""
+        room = max(0, self._config.max_dispatch_queue - pending)
+        excess = out[room:]
+        kept = out[:room]
+        kept.extend(x for x in excess if type(x) is _Notice)
+        dropped = len(out) - len(kept)
+        if kept:
+            self._enqueued += len(kept)
+            self._dispatch_q.put(kept)
+        if dropped:
+            self._dispatch_dropped += dropped
+            self._report(
+                MagkError(f"dispatch queue full ({pending} waiting): dropped {dropped} message(s)"),
+                escalate=True,
+            )
+        if pending + len(kept) > _HANDOFF_BACKLOG:
+            self._hand_off()
+
+    def _hand_off(self) -> None:
+        """Let the dispatcher catch up for a moment (reader thread, per batch)."""
+        # Under the GIL the dispatcher runs only when this thread lets it: at full rate the
+        # reader wins every GIL race after its socket reads, so it decoded 4,000-5,000
+        # messages ahead of the callbacks (tens of milliseconds of queueing). Waiting here,
+        # the GIL released, lets the dispatcher catch up now (the backlog stays under about
+        # 700); bounded, so a slow callback only slows reading down.
+        caught_up = self._caught_up
+        caught_up.clear()
+        if self._enqueued != self._dispatched:
+            caught_up.wait(_HANDOFF_WAIT)
 
     def _on_control(self, conn: _Connection, message: RealtimeMessage) -> None:
         data = message.data
