@@ -608,13 +608,14 @@ class RealtimeService:
             conn = self._conn
             dead = conn is not None and hb.is_dead(now)
             circuit = self._breaker.state(now)
+            pong = hb.last_pong_at  # monotonic: shown as wall-clock time like the other times
             return ConnectionHealth(
                 is_healthy=self._state is ConnectionState.CONNECTED and not dead and circuit.value == "closed",
                 state=self._state,
                 connection_type=conn.ctype if conn is not None else None,
                 connected_since=self._connected_since,
                 last_message_at=self._last_message_at,
-                last_heartbeat_at=hb.last_pong_at,
+                last_heartbeat_at=None if pong is None else time.time() - (now - pong),
                 latency_ms=hb.latency_avg_ms(),
                 latency_p50_ms=hb.latency_p50_ms(),
                 latency_p99_ms=hb.latency_p99_ms(),
