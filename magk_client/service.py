@@ -34,7 +34,7 @@ import random
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import (
     Any,
     Callable,
@@ -145,6 +145,27 @@ def _coerce_config(
     else:
         raise ConfigError(f"config must be a RealtimeConnectionConfig or a dict, got {type(config).__name__}")
     return cfg.replace(**overrides) if overrides else cfg
+
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _new_message_id(rng: random.Random) -> str:
+    """``msg_<epoch ms>_<9 random base36 characters>``, the original services' message ids."""
+    return f"msg_{int(time.time() * 1000)}_{''.join(rng.choices(_BASE36, k=9))}"
+
+
+def _with_id(
+    message: Union[RealtimeMessage, Mapping[str, Any]], rng: random.Random
+) -> Union[RealtimeMessage, Mapping[str, Any]]:
+    """``message`` with an id when it has none (a copy; the caller's object is not changed).
+
+    The timestamp is filled in by :func:`codec.encode`."""
+    if isinstance(message, RealtimeMessage):
+        return message if message.id else replace(message, id=_new_message_id(rng))
+    if isinstance(message, Mapping) and not message.get("id"):
+        return {**message, "id": _new_message_id(rng)}
+    return message
 
 
 def _messages_url(cfg: RealtimeConnectionConfig) -> Optional[str]:
@@ -466,8 +487,11 @@ class RealtimeService:
         :class:`QueueFullError` for one message larger than ``max_queue_bytes``,
         :class:`MessageTooLargeError` over ``max_message_size``, and a
         :class:`ConfigError`/``TypeError`` for a message that cannot be encoded.
+        A message without ``id`` gets one (``msg_<epoch ms>_<9 base36 chars>``) and one
+        without ``timestamp`` the current UTC time (ISO-8601, milliseconds, ``Z``);
+        the caller's values are kept. A queued message keeps the id it got here.
         """
-        text = codec.encode(message)
+        text = codec.encode(_with_id(message, self._rng))
         if len(text) > self._config.max_message_size:
             raise MessageTooLargeError(
                 f"message of {len(text)} characters is over max_message_size={self._config.max_message_size}"
