@@ -71,7 +71,8 @@ def test_without_queue_offline_a_send_during_the_outage_raises(
                         connection_timeout_ms=500, error_recovery=recovery)
     service.on_connection_state_change(states)
     with service:
-        assert service.send_message({"type": "node_log", "data": {"n": 1}}) is True
+        service.send_message({"type": "node_log", "data": {"n": 1}})
+        server.wait_for_received(lambda m: m.message.get("data") == {"n": 1})
         if fault == "blackhole":
             proxy.blackhole(True)
             expected: type = MagkTimeoutError
@@ -80,7 +81,7 @@ def test_without_queue_offline_a_send_during_the_outage_raises(
             proxy.reset_peer()
             expected = NetworkError
         items = states.wait_state(ConnectionState.RECONNECTING)
-        assert isinstance([e for s, e in items if s is ConnectionState.RECONNECTING][0], expected)
+        assert isinstance(next(e for s, e in items if s is ConnectionState.RECONNECTING), expected)
         with pytest.raises(NotConnectedError) as info:
             service.send_message({"type": "node_log", "data": {"n": 2}})
         assert "queue_offline" in str(info.value)
@@ -88,9 +89,26 @@ def test_without_queue_offline_a_send_during_the_outage_raises(
         proxy.blackhole(False)
         proxy.refuse(False)
         states.wait_state(ConnectionState.CONNECTED, count=2)
-        assert service.send_message({"type": "node_log", "data": {"n": 3}}) is True
+        service.send_message({"type": "node_log", "data": {"n": 3}})  # sent or queued: connected again
         server.wait_for_received(lambda m: m.message.get("data") == {"n": 3})
     assert not any(m.message.get("data") == {"n": 2} for m in server.received_messages)
+
+
+def test_a_send_that_times_out_without_queue_offline_raises() -> None:
+    size = 10 * 1024 * 1024
+    with Backend(max_body_size=16 * 1024 * 1024) as big, FaultProxy("127.0.0.1", big.port) as proxy:
+        service = build_service(dict(FAST, websocket_url=proxy.url(big.websocket_url), event_source_url=None),
+                                dict(message_timeout_ms=300))  # timeout_errors default: reconnect only
+        service.connect()
+        try:
+            proxy.stop_reading(True)
+            with pytest.raises(NotConnectedError) as info:
+                service.send_message({"type": "node_log", "data": {"blob": "b" * size}})
+            assert isinstance(info.value.__context__, MagkTimeoutError)
+            assert service.get_connection_health().queue_size == 0
+        finally:
+            proxy.stop_reading(False)
+            service.disconnect()
 
 
 def test_with_queue_offline_a_send_during_the_outage_is_queued_then_sent(server: Backend, proxy: FaultProxy) -> None:
@@ -194,7 +212,7 @@ def test_update_config_keeps_an_open_breaker_open(server: Backend, proxy: FaultP
         assert service.get_connection_health().circuit_state is CircuitState.OPEN
         service.update_config(max_queue_size=500, reconnect_interval_ms=30)
         assert service.get_connection_health().circuit_state is CircuitState.OPEN
-        assert service._breaker.consecutive_failures >= 2  # noqa: SLF001
+        assert service._breaker.consecutive_failures >= 2
     finally:
         service.disconnect()
 
@@ -226,7 +244,7 @@ def test_update_config_heartbeat_applies_at_once(server: Backend, proxy: FaultPr
         proxy.blackhole(True)
         items = states.wait_state(ConnectionState.RECONNECTING, timeout=10)
         proxy.blackhole(False)
-    error = [e for s, e in items if s is ConnectionState.RECONNECTING][0]
+    error = next(e for s, e in items if s is ConnectionState.RECONNECTING)
     assert isinstance(error, MagkTimeoutError)
 
 
@@ -235,7 +253,7 @@ def test_update_config_heartbeat_applies_at_once(server: Backend, proxy: FaultPr
 
 
 def service_records(caplog: pytest.LogCaptureFixture, service: RealtimeService) -> List[logging.LogRecord]:
-    name = f"magk_client.service.{service._number}"  # noqa: SLF001
+    name = f"magk_client.service.{service._number}"
     return [r for r in caplog.records if r.name == name]
 
 
@@ -243,9 +261,9 @@ def test_log_level_sets_the_level_of_the_service_logger(server: Backend, caplog:
     caplog.set_level(logging.DEBUG)
     quiet = direct(server, log_level="warning")
     chatty = direct(server, log_level="debug")
-    logger = logging.getLogger(f"magk_client.service.{quiet._number}")  # noqa: SLF001
+    logger = logging.getLogger(f"magk_client.service.{quiet._number}")
     assert logger.level == logging.WARNING and logger.handlers == []
-    assert logging.getLogger(f"magk_client.service.{chatty._number}").level == logging.DEBUG  # noqa: SLF001
+    assert logging.getLogger(f"magk_client.service.{chatty._number}").level == logging.DEBUG
     for service in (quiet, chatty):
         states = StateRecorder()
         service.on_connection_state_change(states)
@@ -257,7 +275,7 @@ def test_log_level_sets_the_level_of_the_service_logger(server: Backend, caplog:
     assert any(t.startswith("reconnecting in") for t in texts)  # DEBUG
     assert any("NetworkError" in t for t in texts)  # INFO
     chatty.update_config(log_level="error")
-    assert logging.getLogger(f"magk_client.service.{chatty._number}").level == logging.ERROR  # noqa: SLF001
+    assert logging.getLogger(f"magk_client.service.{chatty._number}").level == logging.ERROR
 
 
 def test_enable_debug_logging_logs_message_summaries_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
@@ -270,19 +288,19 @@ def test_enable_debug_logging_logs_message_summaries_without_secrets(caplog: pyt
             got: Recorder[RealtimeMessage] = Recorder()
             service.subscribe("node_log", got)
             with service:
-                service.send_message({"type": "node_log", "id": f"out-{service._number}", "data": {"t": token}})  # noqa: SLF001
+                service.send_message({"type": "node_log", "id": f"out-{service._number}", "data": {"t": token}})
                 server.publish({"type": "node_log", "data": {"secret": token, "n": n}})
-                got.wait_for(lambda xs: any(m.data.get("n") == n for m in xs), 10, "the published event")
+                got.wait_for(lambda xs, n=n: any(m.data.get("n") == n for m in xs), 10, "the published event")
     plain_texts = [r.getMessage() for r in service_records(caplog, plain)]
     traced_records = service_records(caplog, traced)
     traced_texts = [r.getMessage() for r in traced_records]
     assert not [t for t in plain_texts if t.startswith(("->", "<-"))]  # not without enable_debug_logging
-    sent = [t for t in traced_texts if t.startswith("->") and f"out-{traced._number}" in t]  # noqa: SLF001
+    sent = [t for t in traced_texts if t.startswith("->") and f"out-{traced._number}" in t]
     received = [t for t in traced_texts if t.startswith("<-") and "node_log" in t]
     assert sent and received
     assert all(r.levelno == logging.DEBUG for r in traced_records if r.getMessage().startswith(("->", "<-")))
     assert token not in caplog.text
-    assert logging.getLogger(f"magk_client.service.{traced._number}").level == logging.DEBUG  # noqa: SLF001
+    assert logging.getLogger(f"magk_client.service.{traced._number}").level == logging.DEBUG
 
 
 # ---------------------------------------------------------------------------------------------
