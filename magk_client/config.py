@@ -41,7 +41,15 @@ def _snake(key: str) -> str:
 
 
 class RecoveryStrategy(StrEnum):
-    """What to do about an error of a given category."""
+    """What to do about a connection error of a given category (README, "Errors").
+
+    ``RECONNECT``: retry with backoff (with ``auto_reconnect``); without it the session
+    ends in state ``error``. ``FALLBACK_CONNECTION``: the next attempt uses the other
+    transport. ``QUEUE_OFFLINE``: until the next connect ``send_message`` queues;
+    without it, it raises ``NotConnectedError``. ``NOTIFY_ONLY``: ``on_error``
+    listeners get the error. ``ESCALATE``: logged at ERROR, and listeners get it.
+    Terminal errors are never retried and always reach the listeners.
+    """
 
     RECONNECT = "reconnect"
     FALLBACK_CONNECTION = "fallback_connection"

@@ -116,6 +116,18 @@ _HANDOFF_BACKLOG = 512
 #: The longest the reader waits for the dispatcher to catch up, per batch (seconds).
 _HANDOFF_WAIT = 0.005
 _service_numbers = itertools.count(1)
+
+
+class _AppLevel(logging.Filter):
+    """On each service's logger: a record must also pass the effective level of
+    ``magk_client.service``, so the application's logging configuration (``basicConfig``,
+    a level on ``magk_client``) still applies to a service whose own level is ``log_level``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logger.getEffectiveLevel()
+
+
+_APP_LEVEL = _AppLevel()
 _STOP = object()
 
 
@@ -274,6 +286,7 @@ class RealtimeService:
         self._number = next(_service_numbers)
         #: this service's logger (no handlers): level from log_level, see _apply_logging
         self._logger = logging.getLogger(f"{logger.name}.{self._number}")
+        self._logger.addFilter(_APP_LEVEL)
         self._trace = False  # enable_debug_logging: one DEBUG line per message (checked once per batch)
         self._apply_logging(cfg)
         self._lock = threading.Lock()
@@ -337,7 +350,8 @@ class RealtimeService:
 
     def _apply_logging(self, cfg: RealtimeConnectionConfig) -> None:
         """The logger's level is ``log_level``, DEBUG with ``enable_debug_logging`` (which also
-        turns on the per-message lines)."""
+        turns on the per-message lines). What is shown is still up to the application's
+        logging configuration (see :class:`_AppLevel`)."""
         self._logger.setLevel(logging.DEBUG if cfg.enable_debug_logging else _LOG_LEVELS[cfg.log_level])
         self._trace = cfg.enable_debug_logging
 

@@ -278,6 +278,23 @@ def test_log_level_sets_the_level_of_the_service_logger(server: Backend, caplog:
     assert logging.getLogger(f"magk_client.service.{chatty._number}").level == logging.ERROR
 
 
+def test_the_application_logging_configuration_still_applies(server: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    package = logging.getLogger("magk_client")
+    package.setLevel(logging.ERROR)  # the usual way to quiet a library
+    try:
+        service = direct(server, log_level="debug", enable_debug_logging=True)
+        states = StateRecorder()
+        service.on_connection_state_change(states)
+        with service:
+            service.send_message({"type": "node_log", "data": {}})
+            server.drop_connections()  # an INFO line and DEBUG lines, all below ERROR
+            states.wait_state(ConnectionState.CONNECTED, count=2)
+    finally:
+        package.setLevel(logging.NOTSET)
+    assert service_records(caplog, service) == []
+
+
 def test_enable_debug_logging_logs_message_summaries_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
     token = "tok-SECRET-debug-77"
     caplog.set_level(logging.DEBUG)
