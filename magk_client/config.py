@@ -160,7 +160,8 @@ class RealtimeConnectionConfig(_ConfigBase):
     ``log_level`` is the level of the service's own logger
     (``magk_client.service.<n>``); ``enable_debug_logging`` lowers it to DEBUG and
     adds a DEBUG line per message sent or received (type, id, size; never the
-    data or credentials).
+    data or credentials). The application's logging configuration still decides
+    what is shown.
     """
 
     _secret_fields = ("auth_token", "api_key", "auth_headers")

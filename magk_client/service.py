@@ -641,7 +641,9 @@ class RealtimeService:
         return self._add_listener("_state_listeners", listener)
 
     def on_error(self, listener: ErrorListener) -> Remover:
-        """Call ``listener(error)`` for every error reported (connection, bad input, callbacks)."""
+        """Call ``listener(error)`` on the dispatcher thread for bad input, callbacks that
+        raised, a full dispatch queue, and connection errors whose category has
+        ``notify_only`` or ``escalate`` (terminal ones always)."""
         return self._add_listener("_error_listeners", listener)
 
     def on_resume_gap(self, listener: GapListener) -> Remover:
