@@ -553,9 +553,10 @@ class RealtimeService:
             conn = self._conn if self._direct_send else None
             if conn is None:
                 self._enqueue_locked(text)
-                if self._trace:
-                    self._trace_out(message, len(text), "queued")
-                return False
+        if conn is None:
+            if self._trace:
+                self._trace_out(message, len(text), "queued")
+            return False
         try:
             conn.transport.send(text)
         except MagkConnectionError as err:
@@ -770,7 +771,6 @@ class RealtimeService:
             )
             self._breaker.reconfigure(cfg.circuit_breaker_threshold, cfg.circuit_breaker_reset_ms / 1000.0)
             self._heartbeat.reconfigure(cfg.heartbeat_interval_ms / 1000.0, cfg.heartbeat_timeout_ms / 1000.0)
-            self._apply_logging(cfg)
             old = self._outbox
             if (old.max_size, old.retention, old.max_bytes) != (
                 cfg.max_queue_size,
@@ -779,7 +779,8 @@ class RealtimeService:
             ):
                 self._outbox = _resized_outbox(old, cfg, time.monotonic(), self._logger)
             self._wake.set()  # the supervisor recomputes its deadlines
-            return cfg
+        self._apply_logging(cfg)  # takes the logging module's lock: not under ours
+        return cfg
 
     # ------------------------------------------------------------------ state (lock held)
 
