@@ -51,6 +51,13 @@ def direct(server: Backend, **overrides: Any) -> RealtimeService:
     return build_service(dict(FAST, websocket_url=server.websocket_url, event_source_url=None), overrides)
 
 
+def sending_directly(service: RealtimeService, server: Backend) -> None:
+    """Wait until send_message goes straight to the socket (after connect() returns, the supervisor
+    still flushes the offline queue first). Re-checked whenever the backend records a message."""
+    probe = {"type": "node_log", "data": {"probe": True}}
+    server.wait_until(lambda: service.send_message(probe), 10, "a direct send")
+
+
 # ---------------------------------------------------------------------------------------------
 # finding 7: every recovery strategy does what it says, and nothing it does not say
 
@@ -101,6 +108,7 @@ def test_a_send_that_times_out_without_queue_offline_raises() -> None:
                                 dict(message_timeout_ms=300))  # timeout_errors default: reconnect only
         service.connect()
         try:
+            sending_directly(service, big)
             proxy.stop_reading(True)
             with pytest.raises(NotConnectedError) as info:
                 service.send_message({"type": "node_log", "data": {"blob": "b" * size}})
