@@ -52,6 +52,8 @@ HEARTBEAT_TIMEOUT_MS = 300
 EVENT_TYPE = "node_progress_update"
 #: bound on every wait of one repetition (seconds)
 STEP_TIMEOUT = 15.0
+#: --verbose: the services log their decisions (log_level="debug")
+VERBOSE = False
 
 
 class Publisher:
@@ -154,6 +156,7 @@ def one_rep(
         heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
         heartbeat_timeout_ms=HEARTBEAT_TIMEOUT_MS,
         reconnect_interval_ms=reconnect_ms,
+        log_level="debug" if VERBOSE else "info",
         **urls,
     )
     rec = Recorder()
@@ -222,6 +225,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--verbose", action="store_true", help="log the service's decisions (DEBUG) to stderr")
     args = ap.parse_args(argv)
+    global VERBOSE
+    VERBOSE = args.verbose
     if args.verbose:
         logging.basicConfig(format="%(relativeCreated)9.1f %(threadName)-22s %(name)s: %(message)s")
         logging.getLogger("magk_client.service").setLevel(logging.DEBUG)

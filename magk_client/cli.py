@@ -149,6 +149,7 @@ def _listen(args: argparse.Namespace) -> int:
         preferred_type=args.transport,
         auth_token=args.token or os.environ.get("MAGK_TOKEN"),
         api_key=args.api_key or os.environ.get("MAGK_API_KEY"),
+        log_level="debug" if args.verbose > 1 else "info",  # -vv: the service's decisions too
     )
     seen = 0
     try:

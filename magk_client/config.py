@@ -41,7 +41,15 @@ def _snake(key: str) -> str:
 
 
 class RecoveryStrategy(StrEnum):
-    """What to do about an error of a given category."""
+    """What to do about a connection error of a given category (README, "Errors").
+
+    ``RECONNECT``: retry with backoff (with ``auto_reconnect``); without it the session
+    ends in state ``error``. ``FALLBACK_CONNECTION``: the next attempt uses the other
+    transport. ``QUEUE_OFFLINE``: until the next connect ``send_message`` queues;
+    without it, it raises ``NotConnectedError``. ``NOTIFY_ONLY``: ``on_error``
+    listeners get the error. ``ESCALATE``: logged at ERROR, and listeners get it.
+    Terminal errors are never retried and always reach the listeners.
+    """
 
     RECONNECT = "reconnect"
     FALLBACK_CONNECTION = "fallback_connection"
@@ -143,6 +151,17 @@ class RealtimeConnectionConfig(_ConfigBase):
     ``min_stable_connection_ms``, ``preferred_retry_interval_ms``, the circuit
     breaker, dispatch and de-duplication bounds, and the opt-ins
     ``token_in_query`` and ``allow_insecure_auth``.
+
+    With only one of ``websocket_url`` and ``event_source_url`` set,
+    ``preferred_type`` becomes that transport (whatever was passed): there is
+    nothing else to prefer. A later ``replace()`` that adds the other URL keeps
+    it; pass ``preferred_type`` as well to change it.
+
+    ``log_level`` is the level of the service's own logger
+    (``magk_client.service.<n>``); ``enable_debug_logging`` lowers it to DEBUG and
+    adds a DEBUG line per message sent or received (type, id, size; never the
+    data or credentials). The application's logging configuration still decides
+    what is shown.
     """
 
     _secret_fields = ("auth_token", "api_key", "auth_headers")
@@ -160,7 +179,7 @@ class RealtimeConnectionConfig(_ConfigBase):
     max_reconnect_attempts: int = 10
     reconnect_interval_ms: float = 1000
     max_reconnect_interval_ms: float = 30000
-    reconnect_backoff_multiplier: float = 2.0
+    reconnect_backoff_multiplier: float = 1.5
     # Heartbeat
     heartbeat_interval_ms: float = 30000
     heartbeat_timeout_ms: float = 10000
@@ -183,7 +202,7 @@ class RealtimeConnectionConfig(_ConfigBase):
     client_key: Optional[str] = None
     # Timeouts
     connection_timeout_ms: float = 10000
-    message_timeout_ms: float = 10000
+    message_timeout_ms: float = 5000
     # Debug
     enable_debug_logging: bool = False
     log_level: str = "info"
@@ -209,6 +228,11 @@ class RealtimeConnectionConfig(_ConfigBase):
         _check_url("messages_url", self.messages_url, ("http", "https"))
         if self.websocket_url is None and self.event_source_url is None:
             raise ConfigError("websocket_url and event_source_url cannot both be None")
+        # One URL, one transport: preferred_type names the transport that has a URL.
+        if self.websocket_url is None:
+            self.preferred_type = ConnectionType.EVENTSOURCE
+        elif self.event_source_url is None:
+            self.preferred_type = ConnectionType.WEBSOCKET
         for name in (
             "reconnect_interval_ms",
             "max_reconnect_interval_ms",
@@ -282,7 +306,7 @@ class RealtimeAdapterConfig(_ConfigBase):
     command_timeout_ms: float = 30000
     max_retries: int = 3
     retry_delay_ms: float = 1000
-    health_check_interval_ms: float = 30000
+    health_check_interval_ms: float = 60000
     log_messages: bool = False
     log_level: str = "info"
 

@@ -188,7 +188,9 @@ class BackendHealth(DataClassJsonMixin):
 class ConnectionHealth:
     """An immutable snapshot of a service's connection health.
 
-    Times are ``time.time()`` seconds; latencies are heartbeat round trips in ms.
+    Times (``connected_since``, ``last_message_at``, ``last_heartbeat_at``: when the
+    last pong answering our ping arrived) are wall-clock ``time.time()`` seconds;
+    latencies are heartbeat round trips in ms.
     """
 
     is_healthy: bool

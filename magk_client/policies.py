@@ -169,6 +169,15 @@ class ReconnectTracker:
             cfg.min_stable_connection_ms / 1000.0,
         )
 
+    def reconfigure(self, backoff: Backoff, max_attempts: int, min_stable: float) -> None:
+        """New settings; the failures counted and the open connection's start time are kept."""
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 0:
+            raise ConfigError(f"max_attempts must be an integer >= 0, got {max_attempts!r}")
+        _check_seconds("min_stable", min_stable, allow_zero=True)
+        self.backoff = backoff
+        self.max_attempts = max_attempts
+        self.min_stable = float(min_stable)
+
     @property
     def attempts(self) -> int:
         """Failed reconnect attempts in the current outage (= retry index of the next one)."""
@@ -276,6 +285,19 @@ class CircuitBreaker:
     @classmethod
     def from_config(cls, cfg: RealtimeConnectionConfig) -> CircuitBreaker:
         return cls(cfg.circuit_breaker_threshold, cfg.circuit_breaker_reset_ms / 1000.0)
+
+    def reconfigure(self, threshold: int, reset_timeout: float) -> None:
+        """New settings; the state, its timer and the failure count are kept.
+
+        A new threshold counts from the next failure (a closed breaker already past
+        it opens at the next one); a new ``reset_timeout`` applies to the current
+        cool-down (measured from when the breaker opened).
+        """
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+            raise ConfigError(f"threshold must be an integer >= 1, got {threshold!r}")
+        _check_seconds("reset_timeout", reset_timeout)
+        self.threshold = threshold
+        self.reset_timeout = float(reset_timeout)
 
     def _fire(self, event: str, now: float) -> None:
         old = self._state
@@ -399,6 +421,19 @@ class HeartbeatMonitor:
         self._awaiting_since = None
         self.next_ping_at = now + self.interval
         self.last_activity_at = now
+
+    def reconfigure(self, interval: float, timeout: float) -> None:
+        """New interval and timeout, at once; RTT history and outstanding pings are kept.
+
+        The next ping moves to ``interval`` after the previous one (or the start);
+        a ping already awaiting an answer is judged by the new ``timeout``.
+        """
+        _check_seconds("heartbeat interval", interval)
+        _check_seconds("heartbeat timeout", timeout)
+        if math.isfinite(self.next_ping_at):
+            self.next_ping_at += float(interval) - self.interval
+        self.interval = float(interval)
+        self.timeout = float(timeout)
 
     def ping_due(self, now: float) -> bool:
         return now >= self.next_ping_at

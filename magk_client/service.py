@@ -34,7 +34,7 @@ import random
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import (
     Any,
     Callable,
@@ -50,7 +50,7 @@ from typing import (
 from urllib.parse import urlsplit, urlunsplit
 
 from . import codec
-from .config import ErrorRecoveryConfig, RealtimeConnectionConfig
+from .config import ErrorRecoveryConfig, RealtimeConnectionConfig, RecoveryStrategy
 from .delivery import DeliveryTracker
 from .errors import (
     CallbackError,
@@ -63,7 +63,6 @@ from .errors import (
     MessageTooLargeError,
     NetworkError,
     NotConnectedError,
-    QueueFullError,
     ResumeGapError,
     redact_url,
 )
@@ -102,11 +101,33 @@ MessageCallback = Callable[[RealtimeMessage], Any]
 Remover = Callable[[], None]
 
 _CONTROL = frozenset({MessageType.PING, MessageType.PONG, MessageType.HEARTBEAT})
+#: RealtimeConnectionConfig.log_level -> the level of the service's logger
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+#: states in which no outage is going on: send_message may queue (see _enqueue_locked)
+_NO_OUTAGE = frozenset({ConnectionState.CONNECTING, ConnectionState.CONNECTED, ConnectionState.DISCONNECTED})
 #: Messages waiting for the dispatcher above which the reader hands it the GIL (see _process).
 _HANDOFF_BACKLOG = 512
 #: The longest the reader waits for the dispatcher to catch up, per batch (seconds).
 _HANDOFF_WAIT = 0.005
 _service_numbers = itertools.count(1)
+
+
+class _AppLevel(logging.Filter):
+    """On each service's logger: a record must also pass the effective level of
+    ``magk_client.service``, so the application's logging configuration (``basicConfig``,
+    a level on ``magk_client``) still applies to a service whose own level is ``log_level``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logger.getEffectiveLevel()
+
+
+_APP_LEVEL = _AppLevel()
 _STOP = object()
 
 
@@ -145,6 +166,42 @@ def _coerce_config(
     else:
         raise ConfigError(f"config must be a RealtimeConnectionConfig or a dict, got {type(config).__name__}")
     return cfg.replace(**overrides) if overrides else cfg
+
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _new_message_id(rng: random.Random) -> str:
+    """``msg_<epoch ms>_<9 random base36 characters>``, the original services' message ids."""
+    return f"msg_{int(time.time() * 1000)}_{''.join(rng.choices(_BASE36, k=9))}"
+
+
+def _with_id(
+    message: Union[RealtimeMessage, Mapping[str, Any]], rng: random.Random
+) -> Union[RealtimeMessage, Mapping[str, Any]]:
+    """``message`` with an id when it has none (a copy; the caller's object is not changed).
+
+    The timestamp is filled in by :func:`codec.encode`."""
+    if isinstance(message, RealtimeMessage):
+        return message if message.id else replace(message, id=_new_message_id(rng))
+    if isinstance(message, Mapping) and not message.get("id"):
+        return {**message, "id": _new_message_id(rng)}
+    return message
+
+
+def _resized_outbox(
+    old: OfflineQueue, cfg: RealtimeConnectionConfig, now: float, log: logging.Logger
+) -> OfflineQueue:
+    """A queue with ``cfg``'s bounds holding ``old``'s messages (queue times kept) and counters."""
+    new = OfflineQueue(cfg.max_queue_size, cfg.queue_retention_ms / 1000.0, cfg.max_queue_bytes)
+    dropped = new.requeue_front(old.drain_items(now), now)  # over the new bounds: oldest dropped
+    if dropped:
+        log.warning("offline queue resized: dropped %d oldest message(s)", dropped)
+    new.dropped += old.dropped
+    new.expired += old.expired
+    new.refused += old.refused
+    new.total_put += old.total_put
+    return new
 
 
 def _messages_url(cfg: RealtimeConnectionConfig) -> Optional[str]:
@@ -227,6 +284,11 @@ class RealtimeService:
             self._recovery = ErrorRecoveryConfig.from_dict(error_recovery)
         cfg = self._config
         self._number = next(_service_numbers)
+        #: this service's logger (no handlers): level from log_level, see _apply_logging
+        self._logger = logging.getLogger(f"{logger.name}.{self._number}")
+        self._logger.addFilter(_APP_LEVEL)
+        self._trace = False  # enable_debug_logging: one DEBUG line per message (checked once per batch)
+        self._apply_logging(cfg)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
@@ -272,6 +334,8 @@ class RealtimeService:
         self._last_message_at: Optional[float] = None
         self._errors: List[str] = []
         self._next_preferred_try = 0.0
+        #: while offline after a failure whose category lacks QUEUE_OFFLINE: why send_message refuses (lock)
+        self._refuse_offline: Optional[str] = None
         self._handles = _Handles()
         weakref.finalize(self, _release, self._handles)
         _live_services.add(self)
@@ -283,6 +347,13 @@ class RealtimeService:
         )
         self._breaker = CircuitBreaker(cfg.circuit_breaker_threshold, cfg.circuit_breaker_reset_ms / 1000.0)
         self._heartbeat = HeartbeatMonitor(cfg.heartbeat_interval_ms / 1000.0, cfg.heartbeat_timeout_ms / 1000.0)
+
+    def _apply_logging(self, cfg: RealtimeConnectionConfig) -> None:
+        """The logger's level is ``log_level``, DEBUG with ``enable_debug_logging`` (which also
+        turns on the per-message lines). What is shown is still up to the application's
+        logging configuration (see :class:`_AppLevel`)."""
+        self._logger.setLevel(logging.DEBUG if cfg.enable_debug_logging else _LOG_LEVELS[cfg.log_level])
+        self._trace = cfg.enable_debug_logging
 
     # ------------------------------------------------------------------ properties
 
@@ -466,7 +537,11 @@ class RealtimeService:
         :class:`QueueFullError` for one message larger than ``max_queue_bytes``,
         :class:`MessageTooLargeError` over ``max_message_size``, and a
         :class:`ConfigError`/``TypeError`` for a message that cannot be encoded.
+        A message without ``id`` gets one (``msg_<epoch ms>_<9 base36 chars>``) and one
+        without ``timestamp`` the current UTC time (ISO-8601, milliseconds, ``Z``);
+        the caller's values are kept. A queued message keeps the id it got here.
         """
+        message = _with_id(message, self._rng)
         text = codec.encode(message)
         if len(text) > self._config.max_message_size:
             raise MessageTooLargeError(
@@ -478,25 +553,60 @@ class RealtimeService:
             conn = self._conn if self._direct_send else None
             if conn is None:
                 self._enqueue_locked(text)
-                return False
+        if conn is None:
+            if self._trace:
+                self._trace_out(message, len(text), "queued")
+            return False
         try:
             conn.transport.send(text)
         except MagkConnectionError as err:
             with self._lock:
                 self._direct_send = False
                 self._fail_connection_locked(conn, err)
+                self._note_outage_locked(err, self._queues_offline(err))
                 self._enqueue_locked(text)
+            if self._trace:
+                self._trace_out(message, len(text), "queued")
             return False
         with self._lock:
             self._sent += 1
+        if self._trace:
+            self._trace_out(message, len(text), f"sent over connection {conn.number}")
         return True
+
+    def _trace_out(self, message: Union[RealtimeMessage, Mapping[str, Any]], size: int, how: str) -> None:
+        """enable_debug_logging: one line per message sent (type and id only, never the data)."""
+        if isinstance(message, RealtimeMessage):
+            mtype, mid = str(message.type), message.id
+        else:
+            mtype, mid = str(message.get("type")), str(message.get("id"))
+        self._logger.debug("-> %s id=%s (%d chars) %s", mtype, mid, size, how)
+
+    def _queues_offline(self, error: MagkConnectionError) -> bool:
+        """Does ``error``'s category have the QUEUE_OFFLINE strategy?"""
+        return RecoveryStrategy.QUEUE_OFFLINE in self._recovery.strategies_for(error.category)
+
+    def _note_outage_locked(self, error: MagkConnectionError, queue_offline: bool) -> None:
+        """The connection is down because of ``error``. Until the next connect (or a
+        disconnect), send_message queues only if its category has QUEUE_OFFLINE."""
+        if queue_offline:
+            self._refuse_offline = None
+        else:
+            category = error.category.value
+            self._refuse_offline = (
+                f"not connected after a {category} error ({type(error).__name__}), and queue_offline "
+                f"is not among the {category}_errors recovery strategies"
+            )
 
     def _enqueue_locked(self, text: str) -> None:
         if not self._config.enable_offline_queue:
             raise NotConnectedError("not connected and the offline queue is off (enable_offline_queue)")
+        refusal = self._refuse_offline
+        if refusal is not None:
+            raise NotConnectedError(refusal)
         dropped = self._outbox.put(text, time.monotonic())
         if dropped:
-            logger.warning("offline queue full: dropped %d oldest message(s)", dropped)
+            self._logger.warning("offline queue full: dropped %d oldest message(s)", dropped)
 
     def clear_queue(self) -> int:
         """Drop every message waiting in the offline queue; return how many."""
@@ -532,7 +642,9 @@ class RealtimeService:
         return self._add_listener("_state_listeners", listener)
 
     def on_error(self, listener: ErrorListener) -> Remover:
-        """Call ``listener(error)`` for every error reported (connection, bad input, callbacks)."""
+        """Call ``listener(error)`` on the dispatcher thread for bad input, callbacks that
+        raised, a full dispatch queue, and connection errors whose category has
+        ``notify_only`` or ``escalate`` (terminal ones always)."""
         return self._add_listener("_error_listeners", listener)
 
     def on_resume_gap(self, listener: GapListener) -> Remover:
@@ -608,13 +720,14 @@ class RealtimeService:
             conn = self._conn
             dead = conn is not None and hb.is_dead(now)
             circuit = self._breaker.state(now)
+            pong = hb.last_pong_at  # monotonic: shown as wall-clock time like the other times
             return ConnectionHealth(
                 is_healthy=self._state is ConnectionState.CONNECTED and not dead and circuit.value == "closed",
                 state=self._state,
                 connection_type=conn.ctype if conn is not None else None,
                 connected_since=self._connected_since,
                 last_message_at=self._last_message_at,
-                last_heartbeat_at=hb.last_pong_at,
+                last_heartbeat_at=None if pong is None else time.time() - (now - pong),
                 latency_ms=hb.latency_avg_ms(),
                 latency_p50_ms=hb.latency_p50_ms(),
                 latency_p99_ms=hb.latency_p99_ms(),
@@ -640,38 +753,42 @@ class RealtimeService:
             )
 
     def update_config(self, **changes: Any) -> RealtimeConnectionConfig:
-        """Change settings (validated as a whole). URLs, auth and TLS apply from the
-        next connection; backoff, heartbeat, breaker and queue bounds at once."""
+        """Change settings (validated as a whole; a bad value changes nothing).
+
+        URLs, auth, TLS and timeouts apply from the next connection, ``preferred_type``
+        from the next :meth:`connect`, ``dedup_window`` never (it sizes the window at
+        construction). Backoff, attempts, heartbeat, breaker, queue and dispatch bounds,
+        JSON depth and logging apply at once, and the state they govern is kept: the
+        failures of this outage and when the current connection opened, an open
+        breaker and its timer, outstanding pings and the RTT history, queued messages
+        (with their queue times) and the queue's counters.
+        """
         with self._lock:
             cfg = self._config.replace(**changes)
             self._config = cfg
-            failures = self._tracker.failures
-            self._build_policies()
-            self._tracker.failures = failures
+            self._tracker.reconfigure(
+                Backoff.from_config(cfg), cfg.max_reconnect_attempts, cfg.min_stable_connection_ms / 1000.0
+            )
+            self._breaker.reconfigure(cfg.circuit_breaker_threshold, cfg.circuit_breaker_reset_ms / 1000.0)
+            self._heartbeat.reconfigure(cfg.heartbeat_interval_ms / 1000.0, cfg.heartbeat_timeout_ms / 1000.0)
             old = self._outbox
             if (old.max_size, old.retention, old.max_bytes) != (
                 cfg.max_queue_size,
                 cfg.queue_retention_ms / 1000.0,
                 cfg.max_queue_bytes,
             ):
-                new = OfflineQueue(cfg.max_queue_size, cfg.queue_retention_ms / 1000.0, cfg.max_queue_bytes)
-                now = time.monotonic()
-                for text in old.drain(now):
-                    try:
-                        new.put(text, now)
-                    except QueueFullError:
-                        logger.warning("offline queue: a message larger than max_queue_bytes was dropped")
-                self._outbox = new
-            if self._conn is not None:
-                self._heartbeat.start(time.monotonic())
-            self._wake.set()
-            return cfg
+                self._outbox = _resized_outbox(old, cfg, time.monotonic(), self._logger)
+            self._wake.set()  # the supervisor recomputes its deadlines
+        self._apply_logging(cfg)  # takes the logging module's lock: not under ours
+        return cfg
 
     # ------------------------------------------------------------------ state (lock held)
 
     def _set_state_locked(
         self, state: ConnectionState, error: Optional[BaseException], *, force: bool = False
     ) -> None:
+        if state in _NO_OUTAGE:
+            self._refuse_offline = None
         if state is self._state and error is None and not force:
             return
         self._state = state
@@ -799,7 +916,7 @@ class RealtimeService:
                 self._next_preferred_try = now + self._config.preferred_retry_interval_ms / 1000.0
             self._set_state_locked(ConnectionState.CONNECTED, None)
         self._start_reader(conn)
-        logger.debug("connected over %s (connection %d)", ctype.value, conn.number)
+        self._logger.debug("connected over %s (connection %d)", ctype.value, conn.number)
         self._flush_outbox(conn)
         return 0.0
 
@@ -823,6 +940,8 @@ class RealtimeService:
                 if not items:
                     self._direct_send = True
                     return
+            if self._trace:
+                self._logger.debug("-> sending %d queued message(s) over connection %d", len(items), conn.number)
             for index, text in enumerate(items):
                 try:
                     conn.transport.send(text)
@@ -878,6 +997,8 @@ class RealtimeService:
         if ping is not None:
             try:
                 conn.transport.send(codec.encode({"type": "ping", "data": {"pingId": ping}}))
+                if self._trace:
+                    self._logger.debug("-> ping %s", ping)
             except MagkConnectionError as err:
                 with self._lock:
                     self._fail_connection_locked(conn, err)
@@ -897,7 +1018,7 @@ class RealtimeService:
             # Stop the old reader first so every event it accepted counts for the resume id.
             probe.open(last_event_id=self._delivery.last_event_id or None)
         except (MagkConnectionError, ConfigError) as err:
-            logger.debug("preferred transport still unavailable: %s", err)
+            self._logger.debug("preferred transport still unavailable: %s", err)
             with self._lock:
                 self._opening = None
             return
@@ -906,7 +1027,7 @@ class RealtimeService:
         if stop.is_set():
             probe.close()
             return
-        logger.info("switching back to the preferred transport %s", preferred.value)
+        self._logger.info("switching back to the preferred transport %s", preferred.value)
         # Close the secondary and let its reader finish handing over what it read;
         # the probe replays from the last accepted id and duplicates are dropped.
         self._teardown_connection(conn)
@@ -932,7 +1053,7 @@ class RealtimeService:
         if reader is not None and reader is not threading.current_thread():
             reader.join(5.0)
             if reader.is_alive():
-                logger.warning("reader thread %s did not end", reader.name)
+                self._logger.warning("reader thread %s did not end", reader.name)
 
     def _on_dropped(self, conn: _Connection, error: MagkConnectionError, stop: threading.Event) -> Optional[float]:
         self._teardown_connection(conn)
@@ -971,13 +1092,14 @@ class RealtimeService:
             auto_reconnect=self._config.auto_reconnect,
             fallback_available=other is not None,
         )
-        self._report(error, escalate=plan.escalate)
+        self._report(error, escalate=plan.escalate, notify=plan.notify or plan.escalate)
         if stop.is_set():
             return None
         refused_upgrade = (
             not connected and ctype is ConnectionType.WEBSOCKET and error.status in (400, 404, 405, 426, 501)
         )
         with self._lock:
+            self._note_outage_locked(error, plan.queue_offline)
             if not connected:  # a dropped connection was counted by on_disconnected
                 self._tracker.on_attempt_failed(now)
                 self._breaker.record_failure(now)
@@ -997,20 +1119,20 @@ class RealtimeService:
             if self._tracker.exhausted:
                 self._session_error = error
                 self._set_state_locked(ConnectionState.ERROR, error)
-                logger.warning("giving up after %d attempts: %s", self._tracker.attempts, error)
+                self._logger.warning("giving up after %d attempts: %s", self._tracker.attempts, error)
                 return None
             if switch and other is not None:
                 self._ctype = other
                 self._switches += 1
                 if other is self._config.preferred_type:
                     self._next_preferred_try = 0.0
-                logger.info("falling back from %s to %s", ctype.value, other.value)
+                self._logger.info("falling back from %s to %s", ctype.value, other.value)
             floor = max(plan.draw_floor(self._rng), (transport.retry_ms or 0) / 1000.0)
             delay = self._tracker.next_delay(self._rng, floor)
             if self._retry_now:
                 delay, self._retry_now = 0.0, False
             self._set_state_locked(ConnectionState.RECONNECTING, error)
-        logger.debug("reconnecting in %.3f s after %s", delay, type(error).__name__)
+        self._logger.debug("reconnecting in %.3f s after %s", delay, type(error).__name__)
         return None if stop.is_set() else delay
 
     def _give_up(self, error: MagkError) -> None:
@@ -1019,7 +1141,9 @@ class RealtimeService:
             self._session_error = error
             self._set_state_locked(ConnectionState.ERROR, error)
 
-    def _report(self, error: MagkError, *, escalate: bool) -> None:
+    def _report(self, error: MagkError, *, escalate: bool, notify: bool = True) -> None:
+        """Record ``error`` in health, log it and, with ``notify``, queue it for the error
+        listeners. Connection errors pass their recovery plan's NOTIFY_ONLY (or ESCALATE)."""
         with self._lock:
             self._record_error_locked(error)
         # Errors the service recovers from on its own are INFO; what needs the user is louder.
@@ -1029,8 +1153,9 @@ class RealtimeService:
             level = logging.INFO
         else:
             level = logging.WARNING
-        logger.log(level, "%s: %s", type(error).__name__, error)
-        self._dispatch_q.put(_Notice("error", None, error))
+        self._logger.log(level, "%s: %s", type(error).__name__, error)
+        if notify:
+            self._dispatch_q.put(_Notice("error", None, error))
 
     # ------------------------------------------------------------------ reader
 
@@ -1088,36 +1213,78 @@ class RealtimeService:
                 self._resume_gaps += 1
                 last = message.data.get("lastEventId")
                 gap = ResumeGapError(last if isinstance(last, str) else None)
-                logger.warning("%s", gap)
+                self._logger.warning("%s", gap)
                 append(_Notice("gap", None, gap))
             append(message)
+        if self._trace:
+            self._trace_in(conn, len(items), out)
         self._received += len(items)
         self._last_message_at = now
         if not out:
             return
         pending = self._enqueued - self._dispatched
         if pending + len(out) > self._config.max_dispatch_queue:
-            self._dispatch_dropped += len(out)
-            self._report(
-                MagkError(f"dispatch queue full ({pending} waiting): dropped {len(out)} message(s)"),
-                escalate=True,
-            )
+            self._overflow(out, pending)
             return
         self._enqueued += len(out)
         self._dispatch_q.put(out)
         if pending + len(out) > _HANDOFF_BACKLOG:
-            # Under the GIL the dispatcher runs only when this thread lets it: at full rate the
-            # reader wins every GIL race after its socket reads, so it decoded 4,000-5,000
-            # messages ahead of the callbacks (tens of milliseconds of queueing). Waiting here,
-            # the GIL released, lets the dispatcher catch up now (the backlog stays under about
-            # 700); bounded, so a slow callback only slows reading down.
-            caught_up = self._caught_up
-            caught_up.clear()
-            if self._enqueued != self._dispatched:
-                caught_up.wait(_HANDOFF_WAIT)
+            self._hand_off()
+
+    def _trace_in(self, conn: _Connection, read: int, out: List[Any]) -> None:
+        """enable_debug_logging: one line per message handed to the dispatcher (type, ids; never
+        the data), and one per read (reader thread)."""
+        log = self._logger
+        messages = 0
+        for message in out:
+            if type(message) is RealtimeMessage:
+                messages += 1
+                log.debug(
+                    "<- %s id=%s workflow=%s node=%s", message.type, message.id, message.workflow_id, message.node_id
+                )
+        log.debug(
+            "<- connection %d: %d item(s) read, %d handed to the dispatcher (the rest: control, duplicate, invalid)",
+            conn.number,
+            read,
+            messages,
+        )
+
+    def _overflow(self, out: List[Any], pending: int) -> None:
+        """Hand over what fits under ``max_dispatch_queue``; drop, count and report the rest
+        (reader thread). Notices in the excess are kept: they are not messages."""
+        room = max(0, self._config.max_dispatch_queue - pending)
+        excess = out[room:]
+        kept = out[:room]
+        kept.extend(x for x in excess if type(x) is _Notice)
+        dropped = len(out) - len(kept)
+        if kept:
+            self._enqueued += len(kept)
+            self._dispatch_q.put(kept)
+        if dropped:
+            self._dispatch_dropped += dropped
+            self._report(
+                MagkError(f"dispatch queue full ({pending} waiting): dropped {dropped} message(s)"),
+                escalate=True,
+            )
+        if pending + len(kept) > _HANDOFF_BACKLOG:
+            self._hand_off()
+
+    def _hand_off(self) -> None:
+        """Let the dispatcher catch up for a moment (reader thread, per batch)."""
+        # Under the GIL the dispatcher runs only when this thread lets it: at full rate the
+        # reader wins every GIL race after its socket reads, so it decoded 4,000-5,000
+        # messages ahead of the callbacks (tens of milliseconds of queueing). Waiting here,
+        # the GIL released, lets the dispatcher catch up now (the backlog stays under about
+        # 700); bounded, so a slow callback only slows reading down.
+        caught_up = self._caught_up
+        caught_up.clear()
+        if self._enqueued != self._dispatched:
+            caught_up.wait(_HANDOFF_WAIT)
 
     def _on_control(self, conn: _Connection, message: RealtimeMessage) -> None:
         data = message.data
+        if self._trace:
+            self._logger.debug("<- %s id=%s (control)", message.type, message.id)
         if message.type is MessageType.PONG:
             ping_id = data.get("pingId")
             if isinstance(ping_id, str):
@@ -1131,6 +1298,8 @@ class RealtimeService:
         if conn.ctype is ConnectionType.WEBSOCKET:
             try:
                 conn.transport.send(codec.encode({"type": "pong", "data": {"pingId": ping_id}}))
+                if self._trace:
+                    self._logger.debug("-> pong for %s", ping_id)
             except MagkConnectionError as err:
                 with self._lock:
                     self._fail_connection_locked(conn, err)
@@ -1164,7 +1333,7 @@ class RealtimeService:
     def _callback_failed(self, sub: Subscription, exc: Exception) -> None:
         """A callback (or its filter) raised: log, count, report to error listeners; go on."""
         self._callback_errors += 1
-        logger.warning("callback of subscription %s raised %s", sub.id, type(exc).__name__, exc_info=True)
+        self._logger.warning("callback of subscription %s raised %s", sub.id, type(exc).__name__, exc_info=True)
         err = CallbackError(f"callback of subscription {sub.id} raised {type(exc).__name__}: {exc}"[:500])
         err.__cause__ = exc
         self._call_listeners(self._error_listeners, err)
@@ -1177,7 +1346,7 @@ class RealtimeService:
                     listener(notice.state, notice.error)
                 except Exception:
                     self._callback_errors += 1
-                    logger.warning("state listener raised", exc_info=True)
+                    self._logger.warning("state listener raised", exc_info=True)
         elif notice.kind == "gap":
             assert isinstance(notice.error, ResumeGapError)
             self._call_listeners(self._gap_listeners, notice.error)
@@ -1186,7 +1355,7 @@ class RealtimeService:
                     listener(self._state, notice.error)
                 except Exception:
                     self._callback_errors += 1
-                    logger.warning("state listener raised", exc_info=True)
+                    self._logger.warning("state listener raised", exc_info=True)
         elif isinstance(notice.error, MagkError):
             self._call_listeners(self._error_listeners, notice.error)
 
@@ -1196,7 +1365,7 @@ class RealtimeService:
                 listener(error)
             except Exception:
                 self._callback_errors += 1
-                logger.warning("listener raised", exc_info=True)
+                self._logger.warning("listener raised", exc_info=True)
 
 
 # ---------------------------------------------------------------------- thread entry points

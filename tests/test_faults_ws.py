@@ -364,7 +364,9 @@ def test_row03_peer_stops_reading_10mb_send_is_bounded_then_delivered_once() -> 
     size = 10 * 1024 * 1024
     with Backend(max_body_size=16 * 1024 * 1024) as big, FaultProxy("127.0.0.1", big.port) as proxy:
         states = StateRecorder()
-        service = make_service(proxy.url(big.websocket_url), message_timeout_ms=500)
+        # queue_offline for timeouts (not a default): the message that timed out waits for the next connection
+        service = make_service(proxy.url(big.websocket_url), message_timeout_ms=500,
+                               error_recovery={"timeoutErrors": ["reconnect", "queue_offline"]})
         service.on_connection_state_change(states)
         service.connect()
         try:
@@ -649,7 +651,7 @@ def test_row12_codes_1012_1013_wait_their_floor_and_disconnect_interrupts(
     service_logger.addHandler(handler)
     service_logger.setLevel(logging.DEBUG)
     states = StateRecorder()
-    service = make_service(server.websocket_url)
+    service = make_service(server.websocket_url, log_level="debug")  # the service's own logger at DEBUG
     service.on_connection_state_change(states)
     try:
         service.connect()

@@ -314,6 +314,33 @@ def test_breaker_released_probe_can_probe_again() -> None:
     assert cb.allow(7.0) and not cb.allow(7.0)
 
 
+def test_tracker_reconfigure_keeps_failures_and_connection_start() -> None:
+    t = ReconnectTracker(Backoff(1000, 30000, 2.0), max_attempts=10, min_stable=5.0)
+    t.on_attempt_failed(0.0)
+    t.on_attempt_failed(1.0)
+    t.on_connected(2.0)
+    t.reconfigure(Backoff(100, 800, 1.5), max_attempts=3, min_stable=1.0)
+    assert (t.failures, t.connected_at, t.max_attempts, t.min_stable) == (2, 2.0, 3, 1.0)
+    assert t.next_envelope() == (0.0, 0.15)  # the new backoff, the kept retry index 1
+    t.on_disconnected(3.5)  # up 1.5 s: stable under the new min_stable
+    assert t.failures == 1
+    with pytest.raises(ConfigError):
+        t.reconfigure(Backoff(1, 1, 1), max_attempts=-1, min_stable=0)
+
+
+def test_breaker_reconfigure_keeps_an_open_breaker_and_its_timer() -> None:
+    cb = CircuitBreaker(2, 10.0)
+    cb.record_failure(0.0)
+    cb.record_failure(1.0)
+    assert cb.state(1.0) is CircuitState.OPEN
+    cb.reconfigure(5, 4.0)
+    assert cb.state(4.9) is CircuitState.OPEN and not cb.allow(4.9)  # timer from when it opened (1.0)
+    assert cb.allow(5.0) and cb.state(5.0) is CircuitState.HALF_OPEN
+    assert cb.consecutive_failures == 2
+    with pytest.raises(ConfigError):
+        cb.reconfigure(0, 1.0)
+
+
 def test_breaker_validation_and_config() -> None:
     with pytest.raises(ConfigError):
         CircuitBreaker(0, 1.0)
@@ -458,6 +485,23 @@ def test_heartbeat_sse_silence() -> None:
     # an explicit last_activity overrides the monitor's own record
     assert not hb.is_silent(32.0, last_activity=20.0)
     assert hb.is_silent(40.0, last_activity=20.0)
+
+
+def test_heartbeat_reconfigure_keeps_rtts_and_outstanding_pings() -> None:
+    hb = HeartbeatMonitor(10.0, 5.0)
+    hb.start(0.0)
+    first = hb.make_ping(10.0)
+    hb.on_pong(first, 10.2)
+    hb.make_ping(20.0)  # outstanding
+    hb.reconfigure(4.0, 1.0)
+    assert hb.next_ping_at == 24.0  # the new interval after the previous ping
+    assert hb.outstanding == 1 and hb.rtts() == [pytest.approx(0.2)]
+    assert not hb.is_dead(20.9) and hb.is_dead(21.0)  # the waiting ping is judged by the new timeout
+    with pytest.raises(ConfigError):
+        hb.reconfigure(0.0, 1.0)
+    idle = HeartbeatMonitor(1.0, 1.0)
+    idle.reconfigure(2.0, 1.0)  # not started: nothing scheduled
+    assert idle.next_ping_at == math.inf
 
 
 def test_heartbeat_validation_and_config() -> None:

@@ -591,11 +591,14 @@ def test_custom_error_recovery_without_reconnect_stops_on_first_drop(server: Bac
         server.drop_connections()
         states.wait_state(ConnectionState.ERROR)
         assert errors.wait_count(1)
-        # still usable: messages queue, and a manual reconnect works
-        assert service.send_message({"type": "node_log", "data": {"queued": True}}) is False
+        # no queue_offline among the strategies: nothing is queued; a manual reconnect works
+        with pytest.raises(NotConnectedError):
+            service.send_message({"type": "node_log", "data": {"queued": True}})
         service.connect(timeout=5)
-        server.wait_for_received(lambda m: m.message.get("data") == {"queued": True})
+        service.send_message({"type": "node_log", "data": {"after": True}})
+        server.wait_for_received(lambda m: m.message.get("data") == {"after": True})
     assert server.counters["ws_attempts"] == 2
+    assert not any(m.message.get("data") == {"queued": True} for m in server.received_messages)
 
 
 def test_escalate_strategy_logs_at_error_level(server: Backend, caplog: pytest.LogCaptureFixture) -> None:
