@@ -180,6 +180,8 @@ class _Index:
         shape = _shape(sub)
 
         def without(subs: Subs) -> Subs:
+            if len(subs) == 1 and subs[0] is sub:  # the common scoped bucket: one subscription
+                return ()
             return tuple(s for s in subs if s is not sub)
 
         keys: Iterable[Optional[str]] = (None,) if sub.event_types is None else sub.event_types
