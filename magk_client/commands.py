@@ -300,7 +300,8 @@ class CommandTable:
                 elif cmd.attempts > self.max_retries:
                     failed.append(self._finish(cmd, "failed"))
                 else:
-                    cmd.next_send_at = max(now, (cmd.sent_at or now) + self.retry_delay)
+                    last = now if cmd.sent_at is None else cmd.sent_at
+                    cmd.next_send_at = max(now, last + self.retry_delay)
         return failed
 
     def on_send_failed(self, request_id: str, now: float, error: BaseException, *, retryable: bool) -> Optional[
