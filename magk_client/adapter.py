@@ -50,6 +50,7 @@ __all__ = ["AdapterStatus", "RealtimeAdapter"]
 
 logger = logging.getLogger("magk_client.adapter")
 _numbers = itertools.count(1)
+_NODE_COMMANDS = frozenset({"restart_node", "skip_node"})
 #: extra seconds a blocking call waits past a command's deadline for the driver to report it
 _GRACE = 5.0
 
@@ -319,7 +320,7 @@ class RealtimeAdapter:
             raise CommandError("the command pipeline is off (enable_command_pipeline=False)")
         _check_id("command", command)
         _check_id("workflow_id", workflow_id)
-        if node_id is not None:
+        if node_id is not None or command in _NODE_COMMANDS:
             _check_id("node_id", node_id)
         if data is not None and not isinstance(data, Mapping):
             raise ConfigError("data must be a mapping")
