@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
+
+from sse_raw_server import Conn, RawServer, Request, reply, sse
 
 from magk_client import RealtimeAdapter
 from magk_client.testing import Backend
@@ -65,3 +68,41 @@ def route_of(backend: Backend, request_id: str) -> str:
         kinds = {m.transport for m in received}
         return kinds.pop() if len(kinds) == 1 else "mixed"
     return "http" if backend.command_counts.get(request_id) else "none"
+
+
+class CommandsServer:
+    """A raw server: SSE stream held open, ``POST /commands`` answered by ``posts`` in turn (the last
+    one repeats), ``GET /health`` by ``health``."""
+
+    def __init__(self, posts: List[Callable[[Conn, Request], None]], health: Any = None) -> None:
+        self.posts = posts
+        self.health = health or reply(200, b'{"status": "healthy"}', [("Content-Type", "application/json")])
+        self.bodies: List[Dict[str, Any]] = []
+        self.raw = RawServer([self._dispatch])
+        self.url = f"http://127.0.0.1:{self.raw.port}"
+
+    def _dispatch(self, conn: Conn, req: Request) -> None:
+        if req.path.startswith("/events/"):
+            sse([b": hello\n\n"], finish="hold")(conn, req)
+        elif req.path == "/commands":
+            self.bodies.append(json.loads(req.body))
+            self.posts[min(len(self.bodies), len(self.posts)) - 1](conn, req)
+        else:
+            self.health(conn, req)
+
+    def __enter__(self) -> CommandsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.close()
+
+
+def answer_ok(conn: Conn, req: Request) -> None:
+    payload = json.loads(req.body)
+    body = json.dumps({"requestId": payload["requestId"], "command": payload["command"], "success": True,
+                       "data": {"n": 1}}).encode()
+    reply(200, body, [("Content-Type", "application/json")])(conn, req)
+
+
+def close_without_answer(conn: Conn, req: Request) -> None:
+    return None  # the server read the command; the socket closes with no reply

@@ -9,8 +9,17 @@ import time
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
-from adapter_helpers import TRANSPORTS, adapter_threads, eventually, make_adapter, route_of
-from sse_raw_server import Conn, RawServer, Request, reply, sse
+from adapter_helpers import (
+    TRANSPORTS,
+    CommandsServer,
+    adapter_threads,
+    answer_ok,
+    close_without_answer,
+    eventually,
+    make_adapter,
+    route_of,
+)
+from sse_raw_server import reply
 
 from magk_client import (
     AuthError,
@@ -146,75 +155,34 @@ def test_row24_with_max_retries_zero_a_lost_answer_fails_the_command(server: Bac
         assert server.command_counts[info.value.request_id or ""] == 1
 
 
-class CommandsServer:
-    """A raw server: SSE stream held open, ``POST /commands`` answered by ``posts`` in turn (the last
-    one repeats), ``GET /health`` by ``health``."""
-
-    def __init__(self, posts: List[Callable[[Conn, Request], None]], health: Any = None) -> None:
-        self.posts = posts
-        self.health = health or reply(200, b'{"status": "healthy"}', [("Content-Type", "application/json")])
-        self.bodies: List[Dict[str, Any]] = []
-        self.raw = RawServer([self._dispatch])
-        self.url = f"http://127.0.0.1:{self.raw.port}"
-
-    def _dispatch(self, conn: Conn, req: Request) -> None:
-        if req.path.startswith("/events/"):
-            sse([b": hello\n\n"], finish="hold")(conn, req)
-        elif req.path == "/commands":
-            self.bodies.append(json.loads(req.body))
-            self.posts[min(len(self.bodies), len(self.posts)) - 1](conn, req)
-        else:
-            self.health(conn, req)
-
-
-def answer_ok(conn: Conn, req: Request) -> None:
-    payload = json.loads(req.body)
-    body = json.dumps({"requestId": payload["requestId"], "command": payload["command"], "success": True,
-                       "data": {"n": 1}}).encode()
-    reply(200, body, [("Content-Type", "application/json")])(conn, req)
-
-
-def close_without_answer(conn: Conn, req: Request) -> None:
-    return None  # the server read the command; the socket closes with no reply
-
-
 def test_row24_over_http_a_post_cut_before_its_reply_is_sent_again_with_the_same_request_id() -> None:
-    fake = CommandsServer([close_without_answer, reply(503, b"busy"), answer_ok])
-    try:
-        with make_adapter(fake.url, "eventsource", retry_delay_ms=50, max_retries=3) as adapter:
-            response = adapter.start_workflow("wf-1")
-            assert response.success and response.data == {"n": 1}
-            assert [b["requestId"] for b in fake.bodies] == [response.request_id] * 3
-            assert all(b == fake.bodies[0] for b in fake.bodies)
-            assert adapter.get_status().commands.resent == 2
-    finally:
-        fake.raw.close()
+    with CommandsServer([close_without_answer, reply(503, b"busy"), answer_ok]) as fake, \
+            make_adapter(fake.url, "eventsource", retry_delay_ms=50, max_retries=3) as adapter:
+        response = adapter.start_workflow("wf-1")
+        assert response.success and response.data == {"n": 1}
+        assert [b["requestId"] for b in fake.bodies] == [response.request_id] * 3
+        assert all(b == fake.bodies[0] for b in fake.bodies)
+        assert adapter.get_status().commands.resent == 2
 
 
 def test_over_http_a_refusal_or_a_rejection_fails_at_once_with_the_servers_text() -> None:
-    fake = CommandsServer([reply(403, b'{"error": "invalid bearer token"}'),
-                           reply(400, b'{"error": "\'workflowId\' must be a non-empty string"}')])
-    try:
-        with make_adapter(fake.url, "eventsource", max_retries=5) as adapter:
-            with pytest.raises(CommandError) as info:
-                adapter.start_workflow("wf-1")
-            assert isinstance(info.value.__cause__, AuthError) and info.value.server_error == "invalid bearer token"
-            with pytest.raises(CommandError, match="HTTP 400: 'workflowId' must be a non-empty string"):
-                adapter.start_workflow("wf-1")
-            assert len(fake.bodies) == 2  # neither was retried
-    finally:
-        fake.raw.close()
+    posts = [reply(403, b'{"error": "invalid bearer token"}'),
+             reply(400, b'{"error": "\'workflowId\' must be a non-empty string"}')]
+    with CommandsServer(posts) as fake, make_adapter(fake.url, "eventsource", max_retries=5) as adapter:
+        with pytest.raises(CommandError) as info:
+            adapter.start_workflow("wf-1")
+        assert isinstance(info.value.__cause__, AuthError) and info.value.server_error == "invalid bearer token"
+        with pytest.raises(CommandError, match="HTTP 400: 'workflowId' must be a non-empty string"):
+            adapter.start_workflow("wf-1")
+        assert len(fake.bodies) == 2  # neither was retried
 
 
 def test_over_http_retries_stop_after_max_retries() -> None:
-    fake = CommandsServer([reply(500, b"")])
-    try:
-        with make_adapter(fake.url, "eventsource", retry_delay_ms=10, max_retries=2) as adapter:
-            with pytest.raises(CommandError, match="after 3 attempt"):
-                adapter.start_workflow("wf-1")
-            assert len(fake.bodies) == 3
-    finally:
-        fake.raw.close()
+    with CommandsServer([reply(500, b"")]) as fake, \
+            make_adapter(fake.url, "eventsource", retry_delay_ms=10, max_retries=2) as adapter:
+        with pytest.raises(CommandError, match="after 3 attempt"):
+            adapter.start_workflow("wf-1")
+        assert len(fake.bodies) == 3
 
 
 # --------------------------------------------------------------------------------------- disconnect and outages
