@@ -38,9 +38,10 @@ from .adapter_setup import (
     service_config,
 )
 from .backend_health import HEALTH_PATH, HealthPoller, HealthResult, parse_health
+from .command_methods import CommandFuture, WorkflowCommandMethods
 from .commands import CommandStats
 from .config import ErrorRecoveryConfig, RealtimeAdapterConfig, RealtimeConnectionConfig
-from .errors import ClientClosedError, CommandError, CommandTimeout, ConfigError, MagkError
+from .errors import ClientClosedError, CommandError, CommandTimeout, ConfigError, MagkError, NotConnectedError
 from .events import NODE_EVENT_TYPES, WORKFLOW_EVENT_TYPES, NodeEvent, WorkflowEvent, to_node_event, to_workflow_event
 from .models import BackendHealth, CommandResponse, ConnectionHealth, ConnectionState, ConnectionType, RealtimeMessage
 from .pipeline import CommandPipeline
@@ -53,9 +54,6 @@ _numbers = itertools.count(1)
 _NODE_COMMANDS = frozenset({"restart_node", "skip_node"})
 #: extra seconds a blocking call waits past a command's deadline for the driver to report it
 _GRACE = 5.0
-
-CommandFuture = concurrent.futures.Future[CommandResponse]
-
 
 @dataclass(frozen=True)
 class AdapterStatus:
@@ -73,7 +71,7 @@ class AdapterStatus:
     connection: ConnectionHealth
 
 
-class RealtimeAdapter:
+class RealtimeAdapter(WorkflowCommandMethods):
     """Workflow commands, subscriptions and backend health over a :class:`RealtimeService`.
 
     ``RealtimeAdapter(config=None, *, connection_config=None, error_recovery=None, **overrides)``:
@@ -106,7 +104,8 @@ class RealtimeAdapter:
         self._link = threading.Condition(self._lock)
         self._lifecycle = threading.Lock()
         self._linked = False
-        self._dispatcher_ident: Optional[int] = None
+        #: the service's dispatcher thread, learnt from the first state notice of each session
+        self._dispatcher: Optional[threading.Thread] = None
         self._subscriptions: Dict[str, str] = {}
         self._response_transformers = ResponseTransformers()
         self._health: Optional[HealthResult] = None
@@ -215,7 +214,7 @@ class RealtimeAdapter:
     # ------------------------------------------------------------------ the service's notices (dispatcher)
 
     def _on_state(self, state: ConnectionState, error: Optional[BaseException]) -> None:
-        self._dispatcher_ident = threading.get_ident()
+        self._dispatcher = threading.current_thread()
         self._pipeline.on_state(state, error)
         with self._link:
             self._linked = state is ConnectionState.CONNECTED
@@ -326,6 +325,9 @@ class RealtimeAdapter:
             raise ConfigError("data must be a mapping")
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
+        state = self._service.state
+        if state in (ConnectionState.ERROR, ConnectionState.CLOSED):
+            raise NotConnectedError(f"the connection is {state.value}: call connect() again")
         return self._pipeline.submit(command, workflow_id, node_id, dict(data) if data is not None else None, timeout)
 
     def send_workflow_command(
@@ -346,72 +348,14 @@ class RealtimeAdapter:
             fut.cancel()
             raise CommandTimeout(f"no answer to {command} within {seconds:g} s") from None
 
+    # start_workflow() ... update_config() and their submit_ forms: see command_methods.py
+
     def _refuse_blocking(self, what: str) -> None:
         current = threading.current_thread()
-        if current.ident == self._dispatcher_ident or current.name.startswith(self._prefix + "-"):
+        if current is self._dispatcher or current.name.startswith(self._prefix + "-"):
             raise MagkError(
                 f"{what}() cannot wait here: this thread delivers command answers; use submit_{what}()"
             )
-
-    def start_workflow(
-        self, workflow_id: str, config: Optional[Mapping[str, Any]] = None, *, timeout: Optional[float] = None
-    ) -> CommandResponse:
-        return self.send_workflow_command("start_workflow", workflow_id, None, config, timeout)
-
-    def submit_start_workflow(
-        self, workflow_id: str, config: Optional[Mapping[str, Any]] = None, *, timeout: Optional[float] = None
-    ) -> CommandFuture:
-        return self.submit_workflow_command("start_workflow", workflow_id, None, config, timeout)
-
-    def stop_workflow(self, workflow_id: str, *, timeout: Optional[float] = None) -> CommandResponse:
-        return self.send_workflow_command("stop_workflow", workflow_id, timeout=timeout)
-
-    def submit_stop_workflow(self, workflow_id: str, *, timeout: Optional[float] = None) -> CommandFuture:
-        return self.submit_workflow_command("stop_workflow", workflow_id, timeout=timeout)
-
-    def pause_workflow(self, workflow_id: str, *, timeout: Optional[float] = None) -> CommandResponse:
-        return self.send_workflow_command("pause_workflow", workflow_id, timeout=timeout)
-
-    def submit_pause_workflow(self, workflow_id: str, *, timeout: Optional[float] = None) -> CommandFuture:
-        return self.submit_workflow_command("pause_workflow", workflow_id, timeout=timeout)
-
-    def resume_workflow(self, workflow_id: str, *, timeout: Optional[float] = None) -> CommandResponse:
-        return self.send_workflow_command("resume_workflow", workflow_id, timeout=timeout)
-
-    def submit_resume_workflow(self, workflow_id: str, *, timeout: Optional[float] = None) -> CommandFuture:
-        return self.submit_workflow_command("resume_workflow", workflow_id, timeout=timeout)
-
-    def restart_node(self, workflow_id: str, node_id: str, *, timeout: Optional[float] = None) -> CommandResponse:
-        return self.send_workflow_command("restart_node", workflow_id, node_id, timeout=timeout)
-
-    def submit_restart_node(self, workflow_id: str, node_id: str, *, timeout: Optional[float] = None) -> CommandFuture:
-        return self.submit_workflow_command("restart_node", workflow_id, node_id, timeout=timeout)
-
-    def skip_node(self, workflow_id: str, node_id: str, *, timeout: Optional[float] = None) -> CommandResponse:
-        return self.send_workflow_command("skip_node", workflow_id, node_id, timeout=timeout)
-
-    def submit_skip_node(self, workflow_id: str, node_id: str, *, timeout: Optional[float] = None) -> CommandFuture:
-        return self.submit_workflow_command("skip_node", workflow_id, node_id, timeout=timeout)
-
-    def update_config(
-        self,
-        workflow_id: str,
-        config: Mapping[str, Any],
-        node_id: Optional[str] = None,
-        *,
-        timeout: Optional[float] = None,
-    ) -> CommandResponse:
-        return self.send_workflow_command("update_config", workflow_id, node_id, config, timeout)
-
-    def submit_update_config(
-        self,
-        workflow_id: str,
-        config: Mapping[str, Any],
-        node_id: Optional[str] = None,
-        *,
-        timeout: Optional[float] = None,
-    ) -> CommandFuture:
-        return self.submit_workflow_command("update_config", workflow_id, node_id, config, timeout)
 
     # ------------------------------------------------------------------ health and status
 

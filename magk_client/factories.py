@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Mapping, Optional, Union
 
-from .adapter import CommandFuture, RealtimeAdapter
+from .adapter import RealtimeAdapter
+from .command_methods import CommandFuture
 from .config import ErrorRecoveryConfig, RealtimeAdapterConfig, RealtimeConnectionConfig
 from .events import NODE_EVENT_TYPES, WORKFLOW_EVENT_TYPES, NodeEvent, WorkflowEvent, is_command_message
 from .models import CommandResponse, RealtimeMessage

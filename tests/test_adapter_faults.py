@@ -219,6 +219,9 @@ def test_disconnect_fails_every_pending_command_at_once(server: Backend, transpo
         assert isinstance(blocked.items[0], CommandError)
         assert adapter.get_status().pending_commands == 0 and adapter.get_status().commands.failed == 6
         assert adapter_threads() == []
+        server.go_silent(False)
+        adapter.connect(10)  # usable again: a new session of threads
+        assert adapter.update_config("wf-1", {"again": True}).success
     finally:
         server.go_silent(False)
         adapter.close()
