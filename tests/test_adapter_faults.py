@@ -27,6 +27,7 @@ from magk_client import (
     CommandResponse,
     CommandTimeout,
     ConnectionState,
+    RealtimeAdapter,
     RealtimeMessage,
     WorkflowEvent,
 )
@@ -118,9 +119,20 @@ def test_row23_unknown_duplicate_and_missing_id_answers_are_dropped_and_counted(
 # --------------------------------------------------------------------------------------- row 24
 
 
+def connected_and_acked(server: Backend, **overrides: Any) -> RealtimeAdapter:
+    """A connected adapter whose connection's ``subscription_ack`` has arrived, so the next thing the
+    server writes on it is the answer to the next command."""
+    acks: Recorder[RealtimeMessage] = Recorder()
+    adapter = make_adapter(server.base_url, **overrides)
+    adapter.service.subscribe("subscription_ack", acks)
+    adapter.connect(10)
+    acks.wait_count(1, 10)
+    return adapter
+
+
 def test_row24_a_command_whose_answer_is_lost_to_a_drop_is_sent_again_and_runs_once(server: Backend) -> None:
     states = StateRecorder()
-    with make_adapter(server.base_url, retry_delay_ms=200) as adapter:
+    with connected_and_acked(server, retry_delay_ms=200) as adapter:
         adapter.service.on_connection_state_change(states)
         server.drop_after(0)  # the next thing the server writes (the answer) is cut by a reset
         fut = adapter.submit_start_workflow("wf-1")
@@ -144,7 +156,7 @@ def test_row24_a_command_whose_answer_is_lost_to_a_drop_is_sent_again_and_runs_o
 
 
 def test_row24_with_max_retries_zero_a_lost_answer_fails_the_command(server: Backend) -> None:
-    with make_adapter(server.base_url, max_retries=0) as adapter:
+    with connected_and_acked(server, max_retries=0) as adapter:
         server.drop_after(0)
         fut = adapter.submit_start_workflow("wf-1")
         server.wait_until(lambda: server.counters.get("dropped", 0) >= 1, 10, "the drop")
