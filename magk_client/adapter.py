@@ -156,7 +156,8 @@ class RealtimeAdapter(WorkflowCommandMethods):
             if self._closed:
                 raise ClientClosedError("this RealtimeAdapter was closed; create a new one")
             if not self._running:
-                self._pipeline.start(self._http_client())
+                if self._config.enable_command_pipeline:
+                    self._pipeline.start(self._http_client())
                 self._running = True
         try:
             self._service.connect(timeout)
@@ -164,12 +165,13 @@ class RealtimeAdapter(WorkflowCommandMethods):
             self._stop_threads("the connection could not be made")
             raise
         # The pipeline learns of the connection from the dispatcher (in stream order); wait for it,
-        # so a command sent right after connect() goes out at once.
+        # so a command sent right after connect() goes out at once (not on the dispatcher itself).
         wait = self._service.config.connection_timeout_ms / 1000.0
         if deadline is not None:
             wait = min(wait, max(0.0, deadline - time.monotonic()))
-        with self._link:
-            self._link.wait_for(lambda: self._linked, wait)
+        if threading.current_thread() is not self._dispatcher:
+            with self._link:
+                self._link.wait_for(lambda: self._linked, wait)
         with self._lifecycle:
             if self._running and self._config.enable_health_check and self._poller is None:
                 client = self._http_client()

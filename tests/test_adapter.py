@@ -368,3 +368,28 @@ def test_credentials_go_on_both_transports_and_every_request(transport: str) -> 
             refused.start_workflow("wf-1")
         with pytest.raises(AuthError):
             refused.get_backend_health()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_disconnect_from_a_callback_with_a_command_pending(server: Backend, transport: str) -> None:
+    returned = threading.Event()
+    with make_adapter(server.base_url, transport) as adapter:
+        pending: List[concurrent.futures.Future[CommandResponse]] = []
+
+        def on_event(event: WorkflowEvent) -> None:
+            if event.type == "workflow_started":
+                server.go_silent(True)
+                pending.append(adapter.submit_update_config("wf-1", {"late": True}))
+                adapter.disconnect()
+                returned.set()
+
+        adapter.subscribe_to_workflow("wf-1", on_event)
+        try:
+            started = adapter.submit_start_workflow("wf-1")
+            assert returned.wait(10)
+            with pytest.raises(CommandError, match="disconnected"):
+                pending[0].result(5)
+            assert started.done()  # answered, or failed by the disconnect: never left waiting
+        finally:
+            server.go_silent(False)
+    eventually(lambda: adapter_threads() == [], 10, "adapter threads to end")
