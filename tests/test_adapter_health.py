@@ -90,7 +90,7 @@ def test_health_timeout_and_a_hanging_check_does_not_hold_disconnect() -> None:
             assert time.monotonic() - began >= 0.3
             adapter = make_adapter(fake.url, "eventsource", enable_health_check=True, health_check_interval_ms=10000)
             adapter.connect(10)
-            fake.raw.wait_requests(2)  # the stream, then the first health check, which hangs
+            fake.raw.wait_requests(3)  # the one-off check, the stream, then the first poll, which hangs
             began = time.monotonic()
             adapter.disconnect()
             assert time.monotonic() - began < 5  # the check in progress was aborted
