@@ -6,6 +6,7 @@ thread-safe queue hands events to your callbacks. See README.rst.
 
 from typing import TYPE_CHECKING, Any
 
+from .commands import CommandStats
 from .config import ErrorRecoveryConfig, RealtimeAdapterConfig, RealtimeConnectionConfig, RecoveryStrategy
 from .errors import (
     AuthError,
@@ -13,6 +14,7 @@ from .errors import (
     CircuitOpenError,
     ClientClosedError,
     CommandError,
+    CommandTimeout,
     ConfigError,
     ErrorCategory,
     MagkConnectionError,
@@ -27,6 +29,7 @@ from .errors import (
     ServerError,
     TransportClosed,
 )
+from .events import NODE_EVENT_TYPES, WORKFLOW_EVENT_TYPES, NodeEvent, WorkflowEvent
 from .models import (
     BackendHealth,
     CircuitState,
@@ -59,22 +62,46 @@ from .payloads import (
 )
 
 if TYPE_CHECKING:
+    from .adapter import AdapterStatus, RealtimeAdapter
+    from .factories import (
+        WorkflowController,
+        create_realtime_adapter,
+        create_realtime_service,
+        subscribe_to_node,
+        subscribe_to_workflow,
+    )
     from .service import MessageStream, RealtimeService
+
+_LAZY = {
+    "RealtimeService": "service",
+    "MessageStream": "service",
+    "RealtimeAdapter": "adapter",
+    "AdapterStatus": "adapter",
+    "WorkflowController": "factories",
+    "create_realtime_adapter": "factories",
+    "create_realtime_service": "factories",
+    "subscribe_to_node": "factories",
+    "subscribe_to_workflow": "factories",
+}
 
 
 def __getattr__(name: str) -> Any:
     # The threaded layers are imported on first use, so ``import magk_client.testing``
     # or the models stay light.
-    if name in ("RealtimeService", "MessageStream"):
-        from . import service
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
 
-        return getattr(service, name)
+        return getattr(importlib.import_module(f".{module}", __name__), name)
     raise AttributeError(f"module 'magk_client' has no attribute {name!r}")
 
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NODE_EVENT_TYPES",
+    "WORKFLOW_EVENT_TYPES",
+    "AdapterStatus",
     "AuthError",
     "BackendHealth",
     "CallbackError",
@@ -83,6 +110,8 @@ __all__ = [
     "ClientClosedError",
     "CommandError",
     "CommandResponse",
+    "CommandStats",
+    "CommandTimeout",
     "ConfigError",
     "ConnectionHealth",
     "ConnectionState",
@@ -107,12 +136,14 @@ __all__ = [
     "NodePayload",
     "NodeProgress",
     "NodeResult",
+    "NodeEvent",
     "NotConnectedError",
     "PayloadError",
     "PerformanceMetrics",
     "ProgressStage",
     "ProtocolError",
     "QueueFullError",
+    "RealtimeAdapter",
     "RealtimeAdapterConfig",
     "RealtimeConnectionConfig",
     "RealtimeMessage",
@@ -125,5 +156,11 @@ __all__ = [
     "TransportClosed",
     "WorkflowCommand",
     "parse_payload",
+    "WorkflowController",
+    "WorkflowEvent",
     "__version__",
+    "create_realtime_adapter",
+    "create_realtime_service",
+    "subscribe_to_node",
+    "subscribe_to_workflow",
 ]

@@ -19,7 +19,8 @@ translated at the transport boundary, so user code never has to import them::
      |    +-- TransportClosed                 the server ended the stream (1000/1001, 204, EOF)
      +-- CircuitOpenError                     too many failures in a row; waiting before a probe
      +-- ResumeGapError                       the server could not replay what we missed
-     +-- CommandError                         a workflow command failed or timed out
+     +-- CommandError                         a workflow command failed or was refused
+     |    +-- CommandTimeout (also TimeoutError)  no answer in time
      +-- CallbackError                        a user callback raised (reported, not raised)
 
 Each connection error carries an :class:`ErrorCategory`, which the recovery
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Optional
+from typing import Any, Optional
 
 __all__ = [
     "AuthError",
@@ -40,6 +41,7 @@ __all__ = [
     "CircuitOpenError",
     "ClientClosedError",
     "CommandError",
+    "CommandTimeout",
     "ConfigError",
     "MagkConnectionError",
     "ErrorCategory",
@@ -186,11 +188,30 @@ class ResumeGapError(MagkError):
 
 
 class CommandError(MagkError):
-    """A workflow command failed, was refused, or got no answer in time."""
+    """A workflow command failed, was refused, or got no answer in time.
 
-    def __init__(self, message: str, *, request_id: Optional[str] = None) -> None:
+    Attributes:
+        request_id: the command's request id (its idempotency key).
+        server_error: the server's ``error`` text when it answered ``success: false``.
+        response: the server's answer (a :class:`~magk_client.models.CommandResponse`), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: Optional[str] = None,
+        server_error: Optional[str] = None,
+        response: Optional[Any] = None,
+    ) -> None:
         super().__init__(message)
         self.request_id = request_id
+        self.server_error = server_error
+        self.response = response
+
+
+class CommandTimeout(CommandError, TimeoutError):
+    """No answer to a workflow command within its timeout (``command_timeout_ms`` or ``timeout=``)."""
 
 
 class CallbackError(MagkError):

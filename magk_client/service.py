@@ -111,6 +111,8 @@ _LOG_LEVELS = {
 }
 #: states in which no outage is going on: send_message may queue (see _enqueue_locked)
 _NO_OUTAGE = frozenset({ConnectionState.CONNECTING, ConnectionState.CONNECTED, ConnectionState.DISCONNECTED})
+#: ``data.type`` of a command answer (a ``workflow_event`` that is no event: see set_command_answer_handler)
+_ANSWER = "command_response"
 #: Messages waiting for the dispatcher above which the reader hands it the GIL (see _process).
 _HANDOFF_BACKLOG = 512
 #: The longest the reader waits for the dispatcher to catch up, per batch (seconds).
@@ -337,6 +339,8 @@ class RealtimeService:
         #: while offline after a failure whose category lacks QUEUE_OFFLINE: why send_message refuses (lock)
         self._refuse_offline: Optional[str] = None
         self._handles = _Handles()
+        #: set by set_command_answer_handler: command answers go there instead of to subscriptions
+        self._answer_handler: Optional[MessageCallback] = None
         weakref.finalize(self, _release, self._handles)
         _live_services.add(self)
 
@@ -669,6 +673,16 @@ class RealtimeService:
     ) -> Remover:
         """Turn named SSE events ``event_name`` into envelopes with ``fn(backend_message)``."""
         return self._transformers.register(event_name, fn)
+
+    def set_command_answer_handler(self, handler: Optional[MessageCallback]) -> None:
+        """Hand command answers (``workflow_event`` messages whose ``data.type`` is
+        ``command_response``) to ``handler`` instead of to subscriptions: answers are not events
+        (docs/protocol.rst, Commands). ``None`` restores plain delivery. The handler runs on the
+        dispatcher thread, in stream order, with no lock held; the adapter's command pipeline uses it.
+        """
+        if handler is not None and not callable(handler):
+            raise ConfigError("the command answer handler must be callable")
+        self._answer_handler = handler
 
     def messages(
         self,
@@ -1312,11 +1326,18 @@ class RealtimeService:
             self._deliver_notice(item)
             return
         match = self._router.match
+        answers, workflow_event = self._answer_handler, MessageType.WORKFLOW_EVENT
         notices = 0
         for message in item:  # the per-message hot path: keep it to lookups and calls
             if type(message) is _Notice:
                 notices += 1
                 self._deliver_notice(message)
+                continue
+            if answers is not None and message.type is workflow_event and message.data.get("type") == _ANSWER:
+                try:
+                    answers(message)
+                except Exception:
+                    logger.warning("command answer handler raised", exc_info=True)
                 continue
             for sub in match(message):
                 check = sub.filter

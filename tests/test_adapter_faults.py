@@ -1,0 +1,269 @@
+"""The command pipeline under faults (docs/faults.rst rows 23 and 24), timeouts, disconnects and
+outages, against the reference backend and a raw HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Callable, Dict, Iterator, List
+
+import pytest
+from adapter_helpers import (
+    TRANSPORTS,
+    CommandsServer,
+    adapter_threads,
+    answer_ok,
+    close_without_answer,
+    eventually,
+    make_adapter,
+    route_of,
+)
+from sse_raw_server import reply
+
+from magk_client import (
+    AuthError,
+    CommandError,
+    CommandResponse,
+    CommandTimeout,
+    ConnectionState,
+    RealtimeAdapter,
+    RealtimeMessage,
+    WorkflowEvent,
+)
+from magk_client.testing import Backend
+from magk_client.testing.recorder import Recorder, StateRecorder
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture()
+def server() -> Iterator[Backend]:
+    with Backend(workflows={"wf-1": ["n-1", "n-2"], "wf-2": ["a"]}) as backend:
+        yield backend
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left() -> Iterator[None]:
+    yield
+    eventually(lambda: adapter_threads() == [], 10.0, "adapter threads to end")
+
+
+def answer_envelope(response: Dict[str, Any], workflow_id: str = "wf-1") -> str:
+    return json.dumps({"type": "workflow_event", "workflowId": workflow_id,
+                       "data": {"type": "command_response", "response": response}})
+
+
+def marker(server: Backend, n: int) -> Callable[[List[WorkflowEvent]], bool]:
+    """Publish a marker event; the returned predicate sees it (everything sent before it was handled)."""
+    server.publish({"type": "workflow_event", "workflowId": "wf-1", "data": {"type": f"marker-{n}"}})
+    return lambda items: any(e.type == f"marker-{n}" for e in items)
+
+
+# --------------------------------------------------------------------------------------- timeouts
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_delayed_answer_gives_command_timeout_after_timeout_or_command_timeout_ms(
+    server: Backend, transport: str
+) -> None:
+    with make_adapter(server.base_url, transport, command_timeout_ms=300) as adapter:
+        server.set_delay(1.5)
+        began = time.monotonic()
+        with pytest.raises(CommandTimeout, match=r"within 0\.3 s") as info:
+            adapter.start_workflow("wf-1")  # command_timeout_ms
+        assert time.monotonic() - began >= 0.3
+        assert isinstance(info.value, CommandError) and isinstance(info.value, TimeoutError)
+        began = time.monotonic()
+        with pytest.raises(CommandTimeout, match=r"within 0\.2 s"):
+            adapter.update_config("wf-2", {"x": 1}, timeout=0.2)
+        assert time.monotonic() - began >= 0.2
+        status = adapter.get_status()
+        assert status.pending_commands == 0 and status.commands.timed_out == 2
+        if transport == "websocket":  # the answers still come, late: dropped and counted (row 23)
+            eventually(lambda: adapter.get_status().commands.late_answers == 2, 10, "2 late answers")
+        server.set_delay(0)
+        assert adapter.update_config("wf-1", {"after": True}).success  # the connection is fine
+
+
+# --------------------------------------------------------------------------------------- row 23
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_row23_unknown_duplicate_and_missing_id_answers_are_dropped_and_counted(
+    server: Backend, transport: str
+) -> None:
+    events: Recorder[WorkflowEvent] = Recorder()
+    raw: Recorder[RealtimeMessage] = Recorder()
+    errors: Recorder[Any] = Recorder()
+    with make_adapter(server.base_url, transport) as adapter:
+        adapter.subscribe_to_workflow("wf-1", events)
+        adapter.service.subscribe("workflow_event", raw)
+        adapter.service.on_error(errors)
+        done = adapter.start_workflow("wf-2")
+        server.publish_raw(answer_envelope({"requestId": "req-unknown", "command": "start_workflow", "success": True}))
+        server.publish_raw(answer_envelope({"command": "start_workflow", "success": True}))  # no requestId
+        server.publish_raw(answer_envelope({"requestId": done.request_id, "command": "start_workflow",
+                                            "success": True, "data": {}}))  # a second answer
+        server.publish_raw(answer_envelope({"requestId": "req-bad", "success": "maybe"}))  # malformed, unknown
+        events.wait_for(marker(server, 1), 10)
+        stats = adapter.get_status().commands
+        assert (stats.unknown_answers, stats.missing_id_answers, stats.duplicate_answers) == (2, 1, 1)
+        assert stats.dropped_answers == 4 and stats.pending == 0 and adapter.get_status().pending_commands == 0
+        assert not [m for m in raw.items if m.data.get("type") == "command_response"]
+        assert not [e for e in events.items if e.data.get("type") == "command_response"]
+        assert errors.items == [] and adapter.service.get_connection_health().callback_errors == 0
+        assert adapter.update_config("wf-2", {"after": True}).success  # still usable
+
+
+# --------------------------------------------------------------------------------------- row 24
+
+
+def connected_and_acked(server: Backend, **overrides: Any) -> RealtimeAdapter:
+    """A connected adapter whose connection's ``subscription_ack`` has arrived, so the next thing the
+    server writes on it is the answer to the next command."""
+    acks: Recorder[RealtimeMessage] = Recorder()
+    adapter = make_adapter(server.base_url, **overrides)
+    adapter.service.subscribe("subscription_ack", acks)
+    adapter.connect(10)
+    acks.wait_count(1, 10)
+    return adapter
+
+
+def test_row24_a_command_whose_answer_is_lost_to_a_drop_is_sent_again_and_runs_once(server: Backend) -> None:
+    states = StateRecorder()
+    with connected_and_acked(server, retry_delay_ms=500) as adapter:
+        adapter.service.on_connection_state_change(states)
+        server.drop_after(0)  # the next thing the server writes (the answer) is cut by a reset
+        fut = adapter.submit_start_workflow("wf-1")
+        server.wait_until(lambda: server.counters.get("dropped", 0) >= 1, 10, "the drop")
+        server.drop_after(None)
+        response = fut.result(20)
+        assert response.success and response.data == {"workflowId": "wf-1", "state": "running"}
+        rid = response.request_id
+        copies = [m for m in server.received_messages if isinstance(m.message, dict) and m.message.get("id") == rid]
+        assert len(copies) == 2 and {c.transport for c in copies} == {"websocket"}
+        first, second = (c.message for c in copies)
+        assert first["data"] == second["data"] and first["data"]["command"]["requestId"] == rid  # the same command
+        # sent again retry_delay_ms after the first send (receipt times: allow the server's scheduling jitter)
+        assert copies[1].received_at - copies[0].received_at >= 0.4
+        assert server.command_counts[rid] == 2 and server.counters["commands_replayed"] == 1
+        server.wait_for_workflow("wf-1", "completed", 10)
+        started = [e for e in server.logged_events() if e.get("data", {}).get("type") == "workflow_started"]
+        assert len(started) == 1  # ran once
+        assert states.states()[:1] == [ConnectionState.RECONNECTING] and ConnectionState.CONNECTED in states.states()
+        stats = adapter.get_status().commands
+        assert (stats.answered, stats.resent, stats.pending, stats.dropped_answers) == (1, 1, 0, 0)
+
+
+def test_row24_with_max_retries_zero_a_lost_answer_fails_the_command(server: Backend) -> None:
+    with connected_and_acked(server, max_retries=0) as adapter:
+        server.drop_after(0)
+        fut = adapter.submit_start_workflow("wf-1")
+        server.wait_until(lambda: server.counters.get("dropped", 0) >= 1, 10, "the drop")
+        server.drop_after(None)
+        with pytest.raises(CommandError, match="lost in a reconnect") as info:
+            fut.result(20)
+        assert not isinstance(info.value, CommandTimeout)
+        assert server.command_counts[info.value.request_id or ""] == 1
+
+
+def test_row24_over_http_a_post_cut_before_its_reply_is_sent_again_with_the_same_request_id() -> None:
+    with CommandsServer([close_without_answer, reply(503, b"busy"), answer_ok]) as fake, \
+            make_adapter(fake.url, "eventsource", retry_delay_ms=50, max_retries=3) as adapter:
+        response = adapter.start_workflow("wf-1")
+        assert response.success and response.data == {"n": 1}
+        assert [b["requestId"] for b in fake.bodies] == [response.request_id] * 3
+        assert all(b == fake.bodies[0] for b in fake.bodies)
+        assert adapter.get_status().commands.resent == 2
+
+
+def test_over_http_a_refusal_or_a_rejection_fails_at_once_with_the_servers_text() -> None:
+    posts = [reply(403, b'{"error": "invalid bearer token"}'),
+             reply(400, b'{"error": "\'workflowId\' must be a non-empty string"}')]
+    with CommandsServer(posts) as fake, make_adapter(fake.url, "eventsource", max_retries=5) as adapter:
+        with pytest.raises(CommandError) as info:
+            adapter.start_workflow("wf-1")
+        assert isinstance(info.value.__cause__, AuthError) and info.value.server_error == "invalid bearer token"
+        with pytest.raises(CommandError, match="HTTP 400: 'workflowId' must be a non-empty string"):
+            adapter.start_workflow("wf-1")
+        assert len(fake.bodies) == 2  # neither was retried
+
+
+def test_over_http_retries_stop_after_max_retries() -> None:
+    with CommandsServer([reply(500, b"")]) as fake, \
+            make_adapter(fake.url, "eventsource", retry_delay_ms=10, max_retries=2) as adapter:
+        with pytest.raises(CommandError, match="after 3 attempt"):
+            adapter.start_workflow("wf-1")
+        assert len(fake.bodies) == 3
+
+
+# --------------------------------------------------------------------------------------- disconnect and outages
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_disconnect_fails_every_pending_command_at_once(server: Backend, transport: str) -> None:
+    adapter = make_adapter(server.base_url, transport, command_timeout_ms=30000)
+    adapter.connect(10)
+    server.go_silent(True)  # nothing is answered, HTTP requests wait
+    try:
+        futures = [adapter.submit_update_config("wf-1", {"k": i}) for i in range(5)]
+        blocked: Recorder[BaseException] = Recorder()
+
+        def blocking() -> None:
+            try:
+                adapter.start_workflow("wf-2")
+            except BaseException as exc:
+                blocked(exc)
+
+        thread = threading.Thread(target=blocking)
+        thread.start()
+        eventually(lambda: adapter.get_status().pending_commands == 6, 10, "6 pending commands")
+        began = time.monotonic()
+        adapter.disconnect()
+        assert time.monotonic() - began < 10  # not the 30 s command timeout
+        assert all(f.done() for f in futures)
+        for f in futures:
+            err = f.exception()
+            assert isinstance(err, CommandError) and not isinstance(err, CommandTimeout)
+            assert "disconnected before the answer arrived" in str(err)
+        thread.join(5)
+        assert not thread.is_alive()
+        assert isinstance(blocked.items[0], CommandError)
+        assert adapter.get_status().pending_commands == 0 and adapter.get_status().commands.failed == 6
+        assert adapter_threads() == []
+        server.go_silent(False)
+        adapter.connect(10)  # usable again: a new session of threads
+        assert adapter.update_config("wf-1", {"again": True}).success
+    finally:
+        server.go_silent(False)
+        adapter.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_command_made_while_offline_waits_and_goes_once_after_reconnect(server: Backend, transport: str) -> None:
+    states = StateRecorder()
+    refuse = server.refuse_websocket if transport == "websocket" else server.refuse_sse
+    with make_adapter(server.base_url, transport) as adapter:
+        adapter.service.on_connection_state_change(states)
+        refuse(503)
+        server.drop_connections()
+        states.wait_state(ConnectionState.RECONNECTING, 10)
+        fut = adapter.submit_start_workflow("wf-1")
+        server.wait_until(lambda: server.counters.get("refused", 0) >= 2, 10, "refused attempts")
+        assert not fut.done() and server.command_counts == {}
+        refuse(None)
+        response: CommandResponse = fut.result(20)
+        assert response.success
+        assert server.command_counts == {response.request_id: 1}
+        assert route_of(server, response.request_id) == ("websocket" if transport == "websocket" else "http")
+
+
+def test_a_service_that_gives_up_fails_pending_commands_with_its_error(server: Backend) -> None:
+    with make_adapter(server.base_url, connection={"max_reconnect_attempts": 1}) as adapter:
+        server.refuse_websocket(401)
+        server.drop_connections()
+        fut = adapter.submit_start_workflow("wf-1")
+        with pytest.raises(CommandError, match="connection ended") as info:
+            fut.result(20)
+        assert isinstance(info.value.__cause__, AuthError)
