@@ -315,8 +315,7 @@ class Backend(RecordsView):
         WebSocket frame (SSE: skipped); ``invalid_utf8`` is a text frame / SSE line with invalid UTF-8.
         """
         ws_item, sse_item = bad_frames(kind, size, depth)
-        # the binary frame has always gone to every WebSocket, whatever ``transports`` says
-        self._broadcast(ws_item, sse_item, ("websocket",) if kind == "binary" else transports)
+        self._broadcast(ws_item, sse_item, transports)
 
     def _broadcast(self, ws_item: bytes, sse_item: Optional[bytes], transports: Iterable[str]) -> None:
         kinds = set(transports)
