@@ -14,8 +14,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from aiohttp import WSMsgType, web
 
-from .auth import handshake_refusal
 from .acks import message_id
+from .auth import handshake_refusal
 from .commands import BadPayload, command_of, is_command_envelope
 from .connection import Connection
 from .context import Context
