@@ -62,6 +62,12 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--delay", type=float, default=0.0, metavar="SECONDS", help="fault: delay every outbound message"
     )
+    parser.add_argument(
+        "--no-acks",
+        dest="acks",
+        action="store_false",
+        help="do not acknowledge client messages nor ignore repeated ids (docs/protocol.rst, Acknowledgements)",
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -82,6 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
         replay_size=args.replay_size,
         ssl_context=ssl_context,
         workflows=workflows,
+        acks=args.acks,
     )
     if args.refuse_websocket is not None:
         backend.refuse_websocket(args.refuse_websocket)

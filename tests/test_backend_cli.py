@@ -56,3 +56,31 @@ def test_parser_has_subcommand_table() -> None:
     args = build_parser().parse_args(["serve", "--port", "0", "--workflow", "w=a,b", "--refuse-websocket", "503"])
     assert args.workflow == [("w", ["a", "b"])] and args.refuse_websocket == 503
     assert main([]) == 2
+
+
+def test_serve_no_acks_turns_acknowledgements_off() -> None:
+    assert build_parser().parse_args(["serve"]).acks is True
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "magk_client.cli", "serve", "--port", "0", "--no-acks"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        match = re.search(r"on http://127\.0\.0\.1:(\d+)", first)
+        assert match, first + (proc.stderr.read() if proc.stderr and proc.poll() is not None else "")
+        ws = websocket.create_connection(f"ws://127.0.0.1:{match.group(1)}/ws/realtime", timeout=10)
+        try:
+            hello = json.loads(ws.recv())
+            assert hello["type"] == "subscription_ack" and "ack" not in hello["data"]["features"]
+            ws.send(json.dumps({"id": "m-1", "type": "workflow_event", "data": {"type": "note"}}))
+            ws.send(json.dumps({"type": "ping", "data": {"pingId": "p"}}))
+            assert json.loads(ws.recv())["type"] == "pong"  # no ack came first
+        finally:
+            ws.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0

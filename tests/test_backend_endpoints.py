@@ -117,7 +117,7 @@ def test_http_huge_body_is_413(backend: Backend) -> None:
 def test_messages_records_envelopes(backend: Backend) -> None:
     envelope = {"id": "m-1", "type": "node_log", "data": {"logs": []}}
     r = requests.post(backend.messages_url, json=envelope, timeout=5)
-    assert r.status_code == 202 and r.json() == {"accepted": True}
+    assert r.status_code == 202 and r.json() == {"accepted": True, "id": "m-1"}  # the answer is the ack
     received = backend.wait_for_received(1)
     assert received[0].transport == "http" and received[0].message == envelope
     for bad in (b"{oops", b"[1]", b'{"data": {}}'):

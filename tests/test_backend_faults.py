@@ -213,6 +213,23 @@ def test_send_bad_kinds_on_sse(backend: Backend, sse_client: Callable[..., RawSS
     assert sse.next_event()[0] == good  # type: ignore[index]
 
 
+def test_send_bad_binary_honours_transports(backend: Backend, ws_client: Callable[..., RawWS], sse_client: Callable[..., RawSSE]) -> None:
+    """``transports=("sse",)`` keeps the binary frame off every WebSocket (and SSE skips binary)."""
+    ws = ws_client(backend.websocket_url)
+    ws.recv_json()
+    sse = sse_client(backend.event_source_url)
+    sse.next_event()
+    backend.wait_for_connections(2)
+    backend.send_bad("binary", transports=("sse",))
+    backend.publish_raw('{"type": "marker"}', transports=("websocket",))
+    frame = recv_raw_ws(ws)
+    assert frame.opcode == websocket.ABNF.OPCODE_TEXT, "the binary frame reached a WebSocket"
+    assert json.loads(frame.data)["type"] == "marker"
+    good = backend.publish({"type": "node_log", "data": {}})
+    assert sse.next_event()[0] == good  # type: ignore[index]
+    assert ws.recv_json()["id"] == good
+
+
 def test_send_bad_unknown_kind(backend: Backend) -> None:
     with pytest.raises(ValueError):
         backend.send_bad("spicy")

@@ -57,6 +57,7 @@ def samples() -> Iterator[Dict[str, Dict[str, Any]]]:
             msgs: List[Dict[str, Any]] = ws.recv_until(is_workflow_event("workflow_completed"))
             while not any(is_command_response(m) for m in msgs):
                 msgs.append(ws.recv_json())
+            ws.send_json({"id": "msg-1", "type": "workflow_event", "workflowId": "wf-1", "data": {"type": "note"}})
             ws.send_json(golden("ping"))
             msgs += ws.recv_until(lambda m: m["type"] == "pong")
             ws.ws.send("{not json")
@@ -120,6 +121,7 @@ EMITTED = [
     "pong",
     "heartbeat",
     "subscription_ack",
+    "ack",
     "resume_gap",
     "bad_message",
     "health",

@@ -29,6 +29,7 @@ import ssl
 import threading
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
+from ._backend.acks import ACK_FEATURE, MessageDesk
 from ._backend.commands import Command, CommandDesk
 from ._backend.faults import BAD_KINDS, FaultSwitches, ScriptedResponse, bad_frames
 from ._backend.http_routes import COMMANDS_PATH, HEALTH_PATH, MESSAGES_PATH
@@ -86,6 +87,9 @@ class Backend(RecordsView):
         open_health: serve ``/health`` without auth.
         close_timeout: how long a WebSocket close waits for the peer's close frame.
         idempotency_size: how many command responses are kept to answer a repeated ``requestId``.
+        acks: acknowledge client message ids and process each id once (docs/protocol.rst,
+            "Acknowledgements"); see :meth:`set_acks`.
+        processed_ids_size: how many processed message ids are remembered to ignore a repeat.
     """
 
     def __init__(
@@ -106,6 +110,8 @@ class Backend(RecordsView):
         open_health: bool = False,
         close_timeout: float = 1.0,
         idempotency_size: int = 10000,
+        acks: bool = True,
+        processed_ids_size: int = 100000,
     ) -> None:
         if pace < 0:
             raise ValueError("pace must be >= 0")
@@ -124,15 +130,24 @@ class Backend(RecordsView):
         self.open_health = open_health
         self.close_timeout = close_timeout
         self.idempotency_size = idempotency_size
+        self.acks = acks
+        self.processed_ids_size = processed_ids_size
 
         self._records = Records()
         self._faults = FaultSwitches()
-        self._hub = Hub(ReplayLog(replay_size), self._records, self._faults, lambda: self.send_ack)
+        self._hub = Hub(
+            ReplayLog(replay_size),
+            self._records,
+            self._faults,
+            lambda: self.send_ack,
+            lambda: [ACK_FEATURE] if self.acks else [],
+        )
         self._engine = Engine(self._hub.emit, lambda: self.pace, self._records.notify)
         for wid, nodes in (workflows if workflows is not None else DEFAULT_WORKFLOWS).items():
             self._engine.add_workflow(wid, nodes)
         self._desk = CommandDesk(self._engine, self._records, lambda: self.idempotency_size)
-        self._server = Server(self, self._records, self._faults, self._hub, self._desk, self._engine)
+        messages = MessageDesk(self._records, lambda: self.acks, lambda: self.processed_ids_size)
+        self._server = Server(self, self._records, self._faults, self._hub, self._desk, messages, self._engine)
         self._loop = LoopThread("magk-backend-loop")
         self._lifecycle = threading.Lock()
 
@@ -267,6 +282,12 @@ class Backend(RecordsView):
         cmd = Command(command, workflow_id, node_id, data, request_id)
         return self._loop.call(lambda: self._desk.run(cmd, "python"))
 
+    def set_acks(self, enabled: bool) -> None:
+        """Turn acknowledgements on or off (any thread). Off: ``subscription_ack`` no longer advertises
+        them (from the next handshake), and client messages are neither acknowledged nor de-duplicated
+        nor remembered; the ids processed before are kept for when they come back on."""
+        self.acks = bool(enabled)
+
     def logged_events(self) -> List[Dict[str, Any]]:
         """The events the replay log holds now, oldest first."""
         return self._loop.call(lambda: [dict(e.message) for e in self._hub.log.entries()])
@@ -315,8 +336,7 @@ class Backend(RecordsView):
         WebSocket frame (SSE: skipped); ``invalid_utf8`` is a text frame / SSE line with invalid UTF-8.
         """
         ws_item, sse_item = bad_frames(kind, size, depth)
-        # the binary frame has always gone to every WebSocket, whatever ``transports`` says
-        self._broadcast(ws_item, sse_item, ("websocket",) if kind == "binary" else transports)
+        self._broadcast(ws_item, sse_item, transports)
 
     def _broadcast(self, ws_item: bytes, sse_item: Optional[bytes], transports: Iterable[str]) -> None:
         kinds = set(transports)

@@ -7,6 +7,7 @@ One module per concern; each says which thread runs its code:
 ``records``      what the backend saw: the loop writes ``Records``, any thread reads ``RecordsView``
 ``faults``       the fault switches (set from any thread), refusals and bad messages (pure)
 ``commands``     command parsing (pure) and the idempotent ``CommandDesk`` (loop thread)
+``acks``         the ``MessageDesk``: each plain client message processed once per id, acks (loop thread)
 ``connection``   one live WebSocket or SSE connection and its writer (loop thread)
 ``hub``          the open connections, the replay log, publishing and heartbeats (loop thread)
 ``context``      the options and parts every handler shares
@@ -20,5 +21,5 @@ One module per concern; each says which thread runs its code:
 
 A new HTTP endpoint is a handler and a row in ``HttpRoutes.routes``; a new WebSocket message type is a
 handler and a row in ``WebSocketRoute.handlers``; every command, whatever brought it, goes through
-``CommandDesk.run``.
+``CommandDesk.run``, and every other client message (but ping and pong) through ``MessageDesk.take``.
 """

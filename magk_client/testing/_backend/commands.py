@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Optional
 from ..engine import Engine, EngineCommandRejected
 from .records import Records
 
-__all__ = ["BadPayload", "Command", "CommandDesk", "command_in_envelope", "parse_command"]
+__all__ = ["BadPayload", "Command", "CommandDesk", "command_of", "is_command_envelope", "parse_command"]
 
 logger = logging.getLogger("magk_client.testing.backend")
 
@@ -54,13 +54,21 @@ def parse_command(obj: Any, fallback_request_id: Optional[str] = None) -> Comman
     return Command(command, workflow_id, node_id, data, request_id)
 
 
-def command_in_envelope(msg: Dict[str, Any]) -> Optional[Command]:
-    """The command a ``workflow_event`` envelope carries, None when it is no command envelope."""
+def is_command_envelope(msg: Dict[str, Any]) -> bool:
+    """Whether ``msg`` is a ``workflow_event`` that carries a command (well-formed or not)."""
     data = msg.get("data")
-    if msg.get("type") != "workflow_event" or not isinstance(data, dict) or data.get("type") != "command":
-        return None
-    envelope_id = msg.get("id")
-    return parse_command(data.get("command"), envelope_id if isinstance(envelope_id, str) else None)
+    return msg.get("type") == "workflow_event" and isinstance(data, dict) and data.get("type") == "command"
+
+
+def command_of(envelope: Dict[str, Any]) -> Command:
+    """The command of a command envelope (see :func:`is_command_envelope`); BadPayload when malformed."""
+    data = envelope.get("data")
+    envelope_id = envelope.get("id")
+    return parse_command(
+        data.get("command") if isinstance(data, dict) else None,
+        envelope_id if isinstance(envelope_id, str) else None,
+    )
+
 
 
 class CommandDesk:

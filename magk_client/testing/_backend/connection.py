@@ -42,6 +42,7 @@ class Connection:
         self.sent = 0
         self.drop_after: Optional[int] = None
         self.writer_task: Optional[asyncio.Task[None]] = None
+        self.pending_acks: List[str] = []  # ids to acknowledge in the next ``ack`` (see Hub.queue_ack)
 
     @property
     def websocket(self) -> bool:

@@ -7,6 +7,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
+from .acks import MessageDesk
 from .commands import CommandDesk
 from .faults import FaultSwitches
 from .hub import Hub
@@ -43,4 +44,5 @@ class Context:
     faults: FaultSwitches
     hub: Hub
     desk: CommandDesk
+    messages: MessageDesk
     stopping: asyncio.Future[int]

@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 from aiohttp import web
 
 from .auth import auth_error
-from .commands import BadPayload, command_in_envelope, parse_command
+from .commands import BadPayload, command_of, is_command_envelope, parse_command
 from .context import Context
 from .wire import command_response, dumps, pong_for
 
@@ -74,26 +74,33 @@ class HttpRoutes:
         return web.json_response(self._ctx.desk.run(cmd, "http"))
 
     async def messages(self, request: web.Request) -> web.Response:
+        """One client message. A command envelope is run and answered 200 with its response; a ping is
+        answered 200 with its pong; anything else goes to the ``MessageDesk`` and is answered 202 (the
+        acknowledgement, naming the id while acks are on)."""
         ctx = self._ctx
         denied = await self._gate(request)
         if denied is not None:
             return denied
+        conn_id = request.headers.get("X-Connection-Id")
         try:
             body = await self._read_json(request)
             if not isinstance(body, dict):
                 raise BadPayload("a message must be a JSON object")
             if not isinstance(body.get("type"), str):
                 raise BadPayload("a message needs a string 'type'")
-            ctx.records.received("http", request.headers.get("X-Connection-Id"), body, dumps(body))
-            cmd = command_in_envelope(body)
+            if not is_command_envelope(body):
+                receipt = ctx.messages.take("http", conn_id, body, dumps(body))
+                if body["type"] == "ping":
+                    return web.json_response({"accepted": True, "response": pong_for(body)}, status=200)
+                if receipt.ack_id is not None:
+                    ctx.records.acked(1, message=False)
+                return web.json_response(receipt.http_body(), status=202)
+            ctx.records.received("http", conn_id, body, dumps(body))
+            cmd = command_of(body)
         except (BadPayload, web.HTTPRequestEntityTooLarge) as exc:
             return self._error_response(exc)
-        if cmd is None:
-            if body["type"] == "ping":
-                return web.json_response({"accepted": True, "response": pong_for(body)}, status=200)
-            return web.json_response({"accepted": True}, status=202)
         response = ctx.desk.run(cmd, "http")
-        conn = ctx.hub.conns.get(request.headers.get("X-Connection-Id", ""))
+        conn = ctx.hub.conns.get(conn_id or "")
         if conn is not None:
             ctx.hub.send_control(conn, command_response(response, cmd.workflow_id))
         return web.json_response({"accepted": True, "response": response}, status=200)

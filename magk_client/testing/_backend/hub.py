@@ -2,7 +2,7 @@
 
 :class:`Hub` runs on the loop thread (or the caller's thread while the backend is stopped): it logs each
 published event for replay and queues it on every connection, attaches a new connection (gap notice, ack,
-replay) and sends heartbeats and control messages.
+replay) and sends heartbeats, control messages and the acknowledgements of client messages.
 """
 
 from __future__ import annotations
@@ -18,25 +18,35 @@ from ..replay import LoggedEvent, ReplayLog
 from .connection import Connection
 from .faults import FaultSwitches
 from .records import Records
-from .wire import control, dumps, sse_frame, subscription_error, text_frame
+from .wire import ack_message, control, dumps, sse_frame, subscription_error, text_frame
 
-__all__ = ["Hub"]
+__all__ = ["MAX_IDS_PER_ACK", "Hub"]
+
+#: The most ids one ``ack`` message names.
+MAX_IDS_PER_ACK = 500
 
 
 class Hub:
     """Connections by id, the replay log, and every way a message reaches a connection.
 
-    ``send_ack()`` is read at each attach: whether to send ``subscription_ack``.
+    ``send_ack()`` is read at each attach: whether to send ``subscription_ack``; ``features()`` is what
+    that ``subscription_ack`` advertises (``["ack"]`` while acknowledgements are on).
     """
 
     def __init__(
-        self, log: ReplayLog, records: Records, faults: FaultSwitches, send_ack: Callable[[], bool]
+        self,
+        log: ReplayLog,
+        records: Records,
+        faults: FaultSwitches,
+        send_ack: Callable[[], bool],
+        features: Callable[[], List[str]] = list,
     ) -> None:
         self.log = log
         self.conns: Dict[str, Connection] = {}
         self._records = records
         self._faults = faults
         self._send_ack = send_ack
+        self._features = features
         self._conn_ids = itertools.count(1)
         self._heartbeat_ids = itertools.count(1)
 
@@ -99,11 +109,37 @@ class Hub:
                 conn.push(sse_item)
 
     def send_control(self, conn: Connection, msg: Dict[str, Any]) -> None:
-        """Send a message that is not an event (no id, not logged) to one connection."""
+        """Send a message that is not an event (no id, not logged) to one connection.
+
+        Acks waiting on ``conn`` go first: answers keep the order of the messages they answer."""
+        if conn.pending_acks:
+            self.flush_acks(conn)
+        self._send(conn, msg)
+
+    def _send(self, conn: Connection, msg: Dict[str, Any]) -> None:
         if self._faults.silent:
             return
         text = dumps(msg)
         conn.push(text_frame(text) if conn.websocket else sse_frame(text))
+
+    def queue_ack(self, conn: Connection, message_id: str) -> None:
+        """Acknowledge ``message_id`` on ``conn`` (a WebSocket) in the next ``ack`` (loop thread).
+
+        The ids of the messages read in one go share one ``ack``: it goes out once the session yields to
+        the loop (or at :data:`MAX_IDS_PER_ACK` ids, or before any other answer to that connection)."""
+        conn.pending_acks.append(message_id)
+        if len(conn.pending_acks) >= MAX_IDS_PER_ACK:
+            self.flush_acks(conn)
+        elif len(conn.pending_acks) == 1:
+            asyncio.get_running_loop().call_soon(self.flush_acks, conn)
+
+    def flush_acks(self, conn: Connection) -> None:
+        """Send the ``ack`` of the ids waiting on ``conn``, if any and if it is still open."""
+        ids, conn.pending_acks = conn.pending_acks, []
+        if not ids or self.conns.get(conn.id) is not conn or self._faults.silent:
+            return  # unsent: the client resends those messages and gets its ack then
+        self._records.acked(len(ids), message=True)
+        self._send(conn, ack_message(ids))
 
     async def heartbeat_loop(self, interval: float) -> None:
         """``heartbeat`` messages (WebSocket) and ``: ping`` lines (SSE) every ``interval`` seconds."""
@@ -136,6 +172,7 @@ class Hub:
                 # the stream position at attach time ("e-0": before the first event), so a client that
                 # has not received an event yet can still resume without a gap
                 "lastEventId": self.log.position,
+                "features": self._features(),
             }
             self.send_control(conn, control("subscription_ack", ack))
         if not self._faults.silent:

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 from aiohttp import web
 
@@ -20,13 +20,17 @@ __all__ = ["ReceivedMessage", "Records", "RecordsView"]
 
 @dataclass(frozen=True)
 class ReceivedMessage:
-    """One message a client sent: over ``"websocket"`` or ``"http"`` (``POST /messages``)."""
+    """One message a client sent: over ``"websocket"`` or ``"http"`` (``POST /messages``).
+
+    ``duplicate``: its id had been processed already, so it was acknowledged again and not processed.
+    """
 
     transport: str
     connection_id: Optional[str]
     message: Any
     raw: str
     received_at: float
+    duplicate: bool = False
 
 
 class Records:
@@ -43,6 +47,7 @@ class Records:
         self.connections_log: List[Dict[str, Any]] = []
         self.counters: Counter[str] = Counter()
         self.command_counts: Counter[str] = Counter()
+        self.processed_counts: Counter[str] = Counter()
         self.open: Dict[str, str] = {}  # connection id -> transport
         self.event_waiters = 0
         self.published_count = 0
@@ -56,8 +61,10 @@ class Records:
         with self.cond:
             self.cond.notify_all()
 
-    def received(self, transport: str, conn_id: Optional[str], message: Any, raw: str) -> None:
-        item = ReceivedMessage(transport, conn_id, message, raw, time.monotonic())
+    def received(
+        self, transport: str, conn_id: Optional[str], message: Any, raw: str, *, duplicate: bool = False
+    ) -> None:
+        item = ReceivedMessage(transport, conn_id, message, raw, time.monotonic(), duplicate)
         with self.cond:
             if isinstance(message, dict) and message.get("type") == "pong":
                 self.pongs.append(item)
@@ -105,6 +112,20 @@ class Records:
             self.counters["commands"] += 1
             self.cond.notify_all()
 
+    def processed(self, message_id: str) -> None:
+        """A client message with this id was processed (not ignored as a duplicate)."""
+        with self.cond:
+            self.processed_counts[message_id] += 1
+            self.cond.notify_all()
+
+    def acked(self, n_ids: int, message: bool) -> None:
+        """``n_ids`` message ids were acknowledged, in one WebSocket ``ack`` (``message``) or a 2xx."""
+        with self.cond:
+            self.counters["acks_sent"] += n_ids
+            if message:
+                self.counters["ack_messages"] += 1
+            self.cond.notify_all()
+
     def published(self) -> None:
         """An event went into the replay log: wake ``wait_for_event`` (cheap when nobody waits)."""
         if self.event_waiters:
@@ -139,7 +160,8 @@ class RecordsView:
     @property
     def counters(self) -> Dict[str, int]:
         """ws_attempts, ws_connects, sse_attempts, sse_connects, pings, pongs, commands, commands_replayed,
-        bad_messages, http_requests, auth_failures, refused, dropped, ..."""
+        bad_messages, http_requests, auth_failures, refused, dropped, acks_sent (ids acknowledged, on any
+        transport), ack_messages (WebSocket ``ack`` messages), duplicates_ignored, ..."""
         with self._records.cond:
             return dict(self._records.counters)
 
@@ -148,6 +170,14 @@ class RecordsView:
         """How many times each requestId was received (over any transport)."""
         with self._records.cond:
             return dict(self._records.command_counts)
+
+    @property
+    def processed_counts(self) -> Dict[str, int]:
+        """How many times each client message id was processed (over any transport): 1 each when every
+        message was processed exactly once. Duplicates ignored while acks are on are not counted (see
+        ``ReceivedMessage.duplicate``); commands are in :attr:`command_counts`; ping and pong are neither."""
+        with self._records.cond:
+            return dict(self._records.processed_counts)
 
     @property
     def ws_connects(self) -> int:
@@ -166,7 +196,8 @@ class RecordsView:
             return dict(self._records.open)
 
     def clear_records(self) -> None:
-        """Forget received messages, pongs, the connections log and all counters."""
+        """Forget received messages, pongs, the connections log and all counters (the backend's own memory,
+        the ids it processed and the command answers it keeps, stays)."""
         records = self._records
         with records.cond:
             records.received_messages.clear()
@@ -174,6 +205,7 @@ class RecordsView:
             records.connections_log.clear()
             records.counters.clear()
             records.command_counts.clear()
+            records.processed_counts.clear()
 
     def wait_until(
         self, predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition"
@@ -209,6 +241,13 @@ class RecordsView:
         n = count_or_predicate
         self.wait_until(lambda: len(received) >= n, timeout, f"{n} received messages")
         return self.received_messages
+
+    def wait_for_processed(self, message_ids: Iterable[str], timeout: float = 5.0) -> Dict[str, int]:
+        """Wait until every one of ``message_ids`` has been processed; returns :attr:`processed_counts`."""
+        wanted = set(message_ids)
+        counts = self._records.processed_counts
+        self.wait_until(lambda: all(counts[m] for m in wanted), timeout, f"{len(wanted)} processed message ids")
+        return self.processed_counts
 
     def wait_for_connections(
         self, n: int = 1, timeout: float = 5.0, *, transport: Optional[str] = None, total: bool = False

@@ -11,6 +11,7 @@ import concurrent.futures
 from aiohttp import web
 
 from ..engine import Engine
+from .acks import MessageDesk
 from .commands import CommandDesk
 from .context import Context, Options
 from .faults import FaultSwitches
@@ -33,6 +34,7 @@ class Server:
         faults: FaultSwitches,
         hub: Hub,
         desk: CommandDesk,
+        messages: MessageDesk,
         engine: Engine,
     ) -> None:
         self._options = options
@@ -40,6 +42,7 @@ class Server:
         self._faults = faults
         self._hub = hub
         self._desk = desk
+        self._messages = messages
         self._engine = engine
 
     def app(self, ctx: Context) -> web.Application:
@@ -51,7 +54,7 @@ class Server:
     async def serve(self, started: concurrent.futures.Future[int], stopping: asyncio.Future[int]) -> None:
         """Bind, report the port through ``started``, serve until ``stopping`` resolves, shut down."""
         options = self._options
-        ctx = Context(options, self._records, self._faults, self._hub, self._desk, stopping)
+        ctx = Context(options, self._records, self._faults, self._hub, self._desk, self._messages, stopping)
         self._faults.loop_started()
         runner = web.AppRunner(
             self.app(ctx), handle_signals=False, handler_cancellation=True, shutdown_timeout=1.0, access_log=None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..engine import iso_now
 
@@ -69,6 +69,11 @@ def control(msg_type: str, data: Dict[str, Any], workflow_id: Optional[str] = No
 def command_response(response: Dict[str, Any], workflow_id: Optional[str]) -> Dict[str, Any]:
     """The ``workflow_event`` envelope that carries a command response to a connection."""
     return control("workflow_event", {"type": "command_response", "response": response}, workflow_id)
+
+
+def ack_message(ids: List[str]) -> Dict[str, Any]:
+    """The acknowledgement of client message ``ids`` (docs/protocol.rst, "Acknowledgements")."""
+    return control("ack", {"ids": ids})
 
 
 def subscription_error(data: Dict[str, Any]) -> Dict[str, Any]:

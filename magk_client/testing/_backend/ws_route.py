@@ -2,6 +2,7 @@
 
 Runs on the loop thread. A session reads frames and hands each text message, by its ``type``, to a
 handler of :attr:`WebSocketRoute.handlers`; to handle a new message type, add a method and a row there.
+A message no row names goes to the ``MessageDesk`` (processed once per id, acknowledged while acks are on).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from aiohttp import WSMsgType, web
 
+from .acks import message_id
 from .auth import handshake_refusal
-from .commands import BadPayload, command_in_envelope
+from .commands import BadPayload, command_of, is_command_envelope
 from .connection import Connection
 from .context import Context
 from .wire import command_response, pong_for, subscription_error
@@ -34,7 +36,7 @@ class WebSocketRoute:
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
-        #: message type -> handler; any other type is recorded and otherwise ignored
+        #: message type -> handler; any other type goes to :meth:`_on_message`
         self.handlers: Dict[str, MessageHandler] = {
             "ping": self._on_ping,
             "workflow_event": self._on_workflow_event,
@@ -97,29 +99,41 @@ class WebSocketRoute:
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
             self._reject(conn, "message must be a JSON object with a string 'type'", msg, text)
             return
-        self.handlers.get(msg["type"], self._record)(conn, msg, text)
+        self.handlers.get(msg["type"], self._on_message)(conn, msg, text)
 
     def _reject(self, conn: Connection, problem: str, msg: Any = None, text: Optional[str] = None) -> None:
-        """A bad message: counted, recorded when it was text, answered with ``subscription_error``."""
+        """A bad message: counted, recorded when it was text, answered with ``subscription_error`` (which
+        names the message's id, if it had one: the refusal is final, it is never acknowledged)."""
         self._ctx.records.count("bad_messages")
         if text is not None:
             self._ctx.records.received("websocket", conn.id, msg, text)
-        self._ctx.hub.send_control(conn, subscription_error({"code": "bad_message", "message": problem}))
+        error: Dict[str, Any] = {"code": "bad_message", "message": problem}
+        mid = message_id(msg)
+        if mid is not None:
+            error["id"] = mid
+        self._ctx.hub.send_control(conn, subscription_error(error))
 
     # -- handlers ------------------------------------------------------------------------------------
 
-    def _record(self, conn: Connection, msg: Dict[str, Any], text: str) -> None:
-        self._ctx.records.received("websocket", conn.id, msg, text)
+    def _on_message(self, conn: Connection, msg: Dict[str, Any], text: str) -> None:
+        """A plain message: processed once per id, its id acknowledged (see :class:`MessageDesk`)."""
+        receipt = self._ctx.messages.take("websocket", conn.id, msg, text)
+        if receipt.ack_id is not None:
+            self._ctx.hub.queue_ack(conn, receipt.ack_id)
 
     def _on_ping(self, conn: Connection, msg: Dict[str, Any], text: str) -> None:
         self._ctx.records.count("pings")
         self._ctx.hub.send_control(conn, pong_for(msg))
 
     def _on_workflow_event(self, conn: Connection, msg: Dict[str, Any], text: str) -> None:
-        self._record(conn, msg, text)
+        """A command envelope: run (once per request id); its answer is its acknowledgement."""
+        if not is_command_envelope(msg):
+            self._on_message(conn, msg, text)
+            return
         ctx = self._ctx
+        ctx.records.received("websocket", conn.id, msg, text)
         try:
-            cmd = command_in_envelope(msg)
+            cmd = command_of(msg)
         except BadPayload as exc:
             ctx.records.count("bad_messages")
             envelope_id = msg.get("id")
@@ -132,5 +146,4 @@ class WebSocketRoute:
             wid = msg.get("workflowId")
             ctx.hub.send_control(conn, command_response(response, wid if isinstance(wid, str) else None))
             return
-        if cmd is not None:
-            ctx.hub.send_control(conn, command_response(ctx.desk.run(cmd, "websocket"), cmd.workflow_id))
+        ctx.hub.send_control(conn, command_response(ctx.desk.run(cmd, "websocket"), cmd.workflow_id))
