@@ -54,6 +54,7 @@ class MessageType(StrEnum):
     PONG = "pong"
     SUBSCRIPTION_ACK = "subscription_ack"
     SUBSCRIPTION_ERROR = "subscription_error"
+    ACK = "ack"
 
 
 _TYPES: Dict[str, MessageType] = {t.value: t for t in MessageType}

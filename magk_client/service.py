@@ -295,7 +295,7 @@ class RealtimeService:
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._router = SubscriptionRouter(private_types=_CONTROL)
+        self._router = SubscriptionRouter(private_types=_CONTROL | {MessageType.ACK})
         self._transformers = codec.TransformerRegistry()
         self._rng = random.Random()
         self._dispatch_q: queue.SimpleQueue[Any] = queue.SimpleQueue()
