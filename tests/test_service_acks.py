@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from typing import List
 
+from service_helpers import FAST
+
 from magk_client import RealtimeMessage, RealtimeService
 from magk_client.testing import Backend
-
-from service_helpers import FAST
 
 
 def test_ack_messages_never_reach_catch_all_subscribers(backend: Backend) -> None:
