@@ -149,8 +149,9 @@ class RealtimeConnectionConfig(_ConfigBase):
     Durations are milliseconds. Python additions: ``api_key``, ``max_message_size``,
     ``max_json_depth``, TLS (``verify_tls``, ``ca_bundle``, ``client_cert``),
     ``min_stable_connection_ms``, ``preferred_retry_interval_ms``, the circuit
-    breaker, dispatch and de-duplication bounds, and the opt-ins
-    ``token_in_query`` and ``allow_insecure_auth``.
+    breaker, dispatch and de-duplication bounds, the send rate limit
+    (``max_messages_per_second``, ``max_message_burst``; off by default), and the
+    opt-ins ``token_in_query`` and ``allow_insecure_auth``.
 
     With only one of ``websocket_url`` and ``event_source_url`` set,
     ``preferred_type`` becomes that transport (whatever was passed): there is
@@ -215,6 +216,12 @@ class RealtimeConnectionConfig(_ConfigBase):
     circuit_breaker_reset_ms: float = 30000
     max_dispatch_queue: int = 100000
     dedup_window: int = 10000
+    # Send rate limit (off by default): a token bucket for client messages
+    #: at most this many client messages per second (``None``: no limit)
+    max_messages_per_second: Optional[float] = None
+    #: how many may go at once after a quiet spell (``None``: a tenth of a second's worth, at least 1;
+    #: ignored without ``max_messages_per_second``)
+    max_message_burst: Optional[int] = None
 
     def __post_init__(self) -> None:
         try:
@@ -283,6 +290,14 @@ class RealtimeConnectionConfig(_ConfigBase):
                 raise ConfigError(f"{name} contains a line break or NUL")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {_LOG_LEVELS}, got {self.log_level!r}")
+        rate = self.max_messages_per_second
+        if rate is not None:
+            _positive("max_messages_per_second", rate)
+            if not math.isfinite(rate):
+                raise ConfigError(f"max_messages_per_second must be finite (None: no limit), got {rate!r}")
+        burst = self.max_message_burst
+        if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
+            raise ConfigError(f"max_message_burst must be an integer >= 1 or None, got {burst!r}")
 
     @property
     def has_credentials(self) -> bool:

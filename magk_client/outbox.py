@@ -12,6 +12,9 @@ bytes (UTF-8) exactly. Bounds and policy, all visible in health:
 * :meth:`OfflineQueue.drain` hands out everything in FIFO order;
   :meth:`OfflineQueue.requeue_front` puts back what a failed flush did not send,
   keeping the order.
+* ``discards``: ``None``, or a list the texts of dropped and expired messages are
+  appended to (the service sets one while someone waits for a queued message, so
+  it can tell them; see :mod:`magk_client.outbound`).
 
 Time is passed in (``now``, :func:`time.monotonic` seconds). Not thread-safe:
 the service calls it under its lock.
@@ -71,6 +74,8 @@ class OfflineQueue:
         self.expired = 0
         self.refused = 0
         self.total_put = 0
+        #: when a list: the texts of dropped and expired messages are appended to it
+        self.discards: Optional[List[str]] = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -90,7 +95,10 @@ class OfflineQueue:
         return self._bytes
 
     def _popleft(self) -> None:
-        self._bytes -= self._items.popleft()[2]
+        item = self._items.popleft()
+        self._bytes -= item[2]
+        if self.discards is not None:
+            self.discards.append(item[0])
 
     def put(self, text: str, now: float) -> int:
         """Queue ``text``; return how many older messages were dropped to make room.
@@ -109,8 +117,12 @@ class OfflineQueue:
         dropped = 0
         max_size = self.max_size
         # hot path (1e6 puts while offline): inline the bound checks
+        discards = self.discards
         while items and (len(items) >= max_size or (max_bytes is not None and self._bytes + nbytes > max_bytes)):
-            self._bytes -= items.popleft()[2]
+            item = items.popleft()
+            self._bytes -= item[2]
+            if discards is not None:
+                discards.append(item[0])
             dropped += 1
         items.append((text, now, nbytes))
         self._bytes += nbytes
@@ -138,6 +150,8 @@ class OfflineQueue:
         retention = self.retention
         keep = [QueuedItem(*item) for item in items if now - item[1] <= retention]
         self.expired += len(items) - len(keep)
+        if self.discards is not None and len(keep) != len(items):
+            self.discards.extend(item[0] for item in items if now - item[1] > retention)
         return keep
 
     def drain(self, now: float) -> List[str]:

@@ -203,3 +203,19 @@ def test_model_bounds_and_order(ops: list[tuple[str, str]], max_size: int, max_b
         assert seq == delivered + q.dropped + q.expired + len(q)
     rest = q.drain_items(now + 100.0)
     assert rest == [] and q.size_bytes == 0
+
+
+def test_discards_list_collects_dropped_and_expired_texts() -> None:
+    """With ``discards`` set, the service can tell who waits for a message the queue gave up."""
+    q = OfflineQueue(max_size=2, retention=10.0)
+    q.put("quiet", 0.0)
+    q.put("kept-out", 0.0)  # nothing collected while discards is None
+    q.discards = []
+    q.put("a", 1.0)  # drops "quiet"
+    q.put("b", 1.0)  # drops "kept-out"
+    assert q.discards == ["quiet", "kept-out"]
+    q.put("c", 20.0)  # "a" and "b" expired first
+    assert q.discards[2:] == ["a", "b"]
+    q.put("d", 20.0)
+    assert q.drain_items(40.0) == [] and q.discards[4:] == ["c", "d"]  # expired at drain
+    assert q.dropped == 2 and q.expired == 4
