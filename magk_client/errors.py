@@ -43,10 +43,13 @@ __all__ = [
     "CommandError",
     "CommandTimeout",
     "ConfigError",
+    "DeliveryError",
+    "DeliveryTimeout",
     "MagkConnectionError",
     "ErrorCategory",
     "MagkError",
     "MagkTimeoutError",
+    "MessageRefusedError",
     "MessageTooLargeError",
     "NetworkError",
     "NotConnectedError",
@@ -212,6 +215,31 @@ class CommandError(MagkError):
 
 class CommandTimeout(CommandError, TimeoutError):
     """No answer to a workflow command within its timeout (``command_timeout_ms`` or ``timeout=``)."""
+
+
+class DeliveryError(MagkError):
+    """A message the caller waited for (``send_message(..., wait=True)``, ``submit_message``) was
+    not confirmed: dropped over the offline queue's bounds, or ``disconnect()`` came first.
+
+    Attributes:
+        message_id: the message's id.
+        outcome: why (``"dropped"``, ``"refused"``, ``"cancelled"``, ``"timeout"``).
+    """
+
+    def __init__(self, message: str, *, message_id: Optional[str] = None, outcome: str = "") -> None:
+        super().__init__(message)
+        self.message_id = message_id
+        self.outcome = outcome
+
+
+class MessageRefusedError(DeliveryError):
+    """The server refused a message for good (``subscription_error`` ``bad_message`` naming its id,
+    ``POST /messages`` answered 400 or 413, or a WebSocket closed with 1009): sending it again
+    would not help."""
+
+
+class DeliveryTimeout(DeliveryError, TimeoutError):
+    """A message was not acknowledged within ``timeout``; it is still held and may yet be delivered."""
 
 
 class CallbackError(MagkError):

@@ -26,6 +26,7 @@ __all__ = [
     "ConnectionType",
     "MessageType",
     "RealtimeMessage",
+    "SendResult",
     "StrEnum",
     "WorkflowCommand",
     "message_type",
@@ -222,3 +223,31 @@ class ConnectionHealth:
     dispatch_dropped: int = 0
     last_event_id: Optional[str] = None
     errors: List[str] = field(default_factory=list)
+    #: outbound delivery (docs/protocol.rst, Acknowledgements): ``messages_sent`` counts writes,
+    #: these what the server confirmed. True while the server is not known to acknowledge
+    outbound_at_most_once: bool = True
+    messages_acknowledged: int = 0
+    #: writes after the first (after a reconnect, with the same id)
+    messages_resent: int = 0
+    #: written (or waiting to be written again) and not yet acknowledged
+    messages_unacknowledged: int = 0
+    #: given up without an acknowledgement (each may or may not have arrived): written to a server
+    #: that does not acknowledge over a connection that then broke, or over the window's bounds
+    messages_unconfirmed: int = 0
+    messages_refused: int = 0
+    #: waits for the send rate limit (``max_messages_per_second``): a message queued for want of
+    #: a token, or the head of the queue told to wait for one
+    rate_limit_waits: int = 0
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """How a message the caller waited for reached the server.
+
+    ``acknowledged`` is True when the server confirmed it (an ``ack``, or the 2xx of
+    ``POST /messages``); False when it was written to a server that does not acknowledge
+    (delivered at most once) or is a command (its answer is its acknowledgement).
+    """
+
+    message_id: str
+    acknowledged: bool

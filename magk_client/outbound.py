@@ -164,6 +164,14 @@ class OutboundWindow:
             f"acks={self._support}, acknowledged={self.acknowledged}, resent={self.resent})"
         )
 
+    def __contains__(self, mid: object) -> bool:
+        return mid in self._entries
+
+    def awaits_resend(self, mid: str) -> bool:
+        """Is ``mid`` held, its connection broken (see :meth:`resends`)?"""
+        entry = self._entries.get(mid)
+        return entry is not None and entry.conn is None
+
     @property
     def size_bytes(self) -> int:
         return self._bytes

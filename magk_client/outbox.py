@@ -154,6 +154,22 @@ class OfflineQueue:
             self.discards.extend(item[0] for item in items if now - item[1] > retention)
         return keep
 
+    def peek(self, now: float) -> Optional[str]:
+        """The oldest unexpired text, left in place (expired ones are discarded first)."""
+        if self._items and now - self._items[0][1] > self.retention:
+            self.expire(now)
+        return self._items[0][0] if self._items else None
+
+    def pop(self, now: float) -> Optional[QueuedItem]:
+        """Remove and return the oldest unexpired item (a flush that goes one message at a time)."""
+        if self._items and now - self._items[0][1] > self.retention:
+            self.expire(now)
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        self._bytes -= item[2]
+        return QueuedItem(*item)
+
     def drain(self, now: float) -> List[str]:
         """Remove everything; return the unexpired texts in FIFO order."""
         return [item.text for item in self.drain_items(now)]

@@ -219,3 +219,16 @@ def test_discards_list_collects_dropped_and_expired_texts() -> None:
     q.put("d", 20.0)
     assert q.drain_items(40.0) == [] and q.discards[4:] == ["c", "d"]  # expired at drain
     assert q.dropped == 2 and q.expired == 4
+
+
+def test_peek_and_pop_go_one_message_at_a_time_past_expired_ones() -> None:
+    q = OfflineQueue(max_size=5, retention=10.0)
+    q.put("old", 0.0)
+    q.put("a", 5.0)
+    q.put("b", 6.0)
+    assert q.peek(12.0) == "a" and len(q) == 2 and q.expired == 1
+    item = q.pop(12.0)
+    assert item == QueuedItem("a", 5.0, 1) and q.size_bytes == 1
+    q.requeue_front([item], 12.0)  # a failed write puts it back, queue time kept
+    assert [q.pop(12.0), q.pop(12.0), q.pop(12.0)] == [QueuedItem("a", 5.0, 1), QueuedItem("b", 6.0, 1), None]
+    assert q.peek(12.0) is None
