@@ -38,6 +38,8 @@ from .models import (
     RealtimeMessage,
     WorkflowCommand,
 )
+from .node_state import ConnectionSnapshot, NodeExecutionState, NodeStatus
+from .store import ApplyResult, NodeExecutionStore, StoreConfig, StoreStats
 
 if TYPE_CHECKING:
     from .service import MessageStream, RealtimeService
@@ -56,6 +58,7 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApplyResult",
     "AuthError",
     "BackendHealth",
     "CallbackError",
@@ -66,6 +69,7 @@ __all__ = [
     "CommandResponse",
     "ConfigError",
     "ConnectionHealth",
+    "ConnectionSnapshot",
     "ConnectionState",
     "ConnectionType",
     "ErrorCategory",
@@ -77,6 +81,9 @@ __all__ = [
     "MessageTooLargeError",
     "MessageType",
     "NetworkError",
+    "NodeExecutionState",
+    "NodeExecutionStore",
+    "NodeStatus",
     "NotConnectedError",
     "ProtocolError",
     "QueueFullError",
@@ -87,6 +94,8 @@ __all__ = [
     "RecoveryStrategy",
     "ResumeGapError",
     "ServerError",
+    "StoreConfig",
+    "StoreStats",
     "TransportClosed",
     "WorkflowCommand",
     "__version__",
