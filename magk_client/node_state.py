@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections import abc
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -33,6 +34,7 @@ __all__ = [
     "evolve",
     "freeze",
     "html_table",
+    "is_mapping",
     "node_status",
     "parse_timestamp",
     "thaw",
@@ -70,9 +72,16 @@ def freeze(value: Any) -> Any:
     become tuples, sets become frozensets; str, numbers, bool and None are kept. Any
     other object is kept by reference (the store cannot freeze what it does not know).
     """
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    kind = type(value)
+    if kind in _SCALARS:
         return value
-    if isinstance(value, Mapping):
+    if kind is dict:  # the common case, checked by exact type first (abc checks are slow)
+        return MappingProxyType({k: v if type(v) in _SCALARS else freeze(v) for k, v in value.items()})
+    if kind is list or kind is tuple:
+        return tuple(v if type(v) in _SCALARS else freeze(v) for v in value)
+    if isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, abc.Mapping):
         return MappingProxyType({k: freeze(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
         return tuple(freeze(v) for v in value)
@@ -81,9 +90,15 @@ def freeze(value: Any) -> Any:
     return value
 
 
+def is_mapping(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, with the exact ``dict`` and mapping-proxy types checked first."""
+    kind = type(value)
+    return kind is dict or kind is MappingProxyType or isinstance(value, abc.Mapping)
+
+
 def thaw(value: Any) -> Any:
     """The inverse of :func:`freeze`: plain dicts and lists (new objects, safe to mutate)."""
-    if isinstance(value, Mapping):
+    if isinstance(value, abc.Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [thaw(v) for v in value]
@@ -92,6 +107,7 @@ def thaw(value: Any) -> Any:
     return value
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _FRACTION = re.compile(r"^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(.*)$")
 # One-entry cache: consecutive events usually share the server's millisecond. A tuple

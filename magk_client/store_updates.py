@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .errors import ConfigError
 from .models import MessageType
-from .node_state import NodeExecutionState, NodeStatus, evolve, freeze, node_status
+from .node_state import NodeExecutionState, NodeStatus, evolve, freeze, is_mapping, node_status
 
 __all__ = [
     "Update",
@@ -88,7 +88,7 @@ def next_state(
 def update_from_message(mtype: Union[MessageType, str], data: Any) -> Optional[Update]:
     """The update a node event asks for, or None if it is not a (well-formed) node event."""
     parse = _PARSERS.get(mtype.value if isinstance(mtype, MessageType) else mtype)
-    if parse is None or not isinstance(data, Mapping):
+    if parse is None or not is_mapping(data):
         return None
     try:
         return parse(data)
@@ -119,7 +119,7 @@ def _parse_metadata(data: Mapping[str, Any]) -> Update:
 
 def _parse_logs(data: Mapping[str, Any]) -> Optional[Update]:
     raw = data.get("logs")
-    if raw is None and isinstance(data.get("log"), Mapping):
+    if raw is None and is_mapping(data.get("log")):
         raw = [data["log"]]
     logs = freeze_logs(raw) if isinstance(raw, list) else None
     if not logs:
@@ -146,7 +146,7 @@ def check_status(value: Any) -> Union[NodeStatus, str]:
 
 def check_mapping(name: str, value: Any) -> Mapping[str, Any]:
     """``value`` frozen, if it is a mapping."""
-    if not isinstance(value, Mapping):
+    if not is_mapping(value):
         raise ConfigError(f"{name} must be a mapping, got {type(value).__name__}")
     frozen: Mapping[str, Any] = freeze(value)
     return frozen
@@ -161,6 +161,6 @@ def check_error(value: Any) -> Mapping[str, Any]:
 
 def freeze_logs(raw: List[Any]) -> Optional[Tuple[Mapping[str, Any], ...]]:
     """The entries frozen, or None if one is not a mapping."""
-    if not all(isinstance(entry, Mapping) for entry in raw):
+    if not all(is_mapping(entry) for entry in raw):
         return None
     return tuple(freeze(entry) for entry in raw)
