@@ -8,6 +8,8 @@
   thread can never change underneath it. :meth:`NodeExecutionState.to_dict` thaws it
   back into plain dicts and lists.
 * :class:`ConnectionSnapshot` -- the connection state as the store last heard it.
+* :class:`StoreConfig`, :class:`StoreStats`, :class:`ApplyResult` -- the store's limits,
+  counters and per-update outcome.
 * :func:`parse_timestamp` -- a server's ISO-8601 timestamp as exact integer
   microseconds since the epoch, the key of the store's ordering rule.
 
@@ -24,13 +26,17 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from .errors import ConfigError
 from .models import ConnectionState, StrEnum
 
 __all__ = [
+    "ApplyResult",
     "ConnectionSnapshot",
     "EMPTY_MAPPING",
     "NodeExecutionState",
     "NodeStatus",
+    "StoreConfig",
+    "StoreStats",
     "evolve",
     "freeze",
     "html_table",
@@ -249,6 +255,45 @@ class ConnectionSnapshot:
     @property
     def is_connected(self) -> bool:
         return self.state is ConnectionState.CONNECTED
+
+
+class ApplyResult(StrEnum):
+    """What the store did with an update."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # an event id applied before
+    STALE = "stale"  # strictly older than the node's watermark
+    IGNORED = "ignored"  # not a node event, or malformed
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Store limits. ``max_logs_per_node``: log entries kept per node (oldest dropped);
+    ``dedup_window``: event ids remembered for de-duplication; ``html_max_rows``: rows
+    of ``_repr_html_``."""
+
+    max_logs_per_node: int = 1000
+    dedup_window: int = 10_000
+    html_max_rows: int = 200
+
+    def __post_init__(self) -> None:
+        for name in ("max_logs_per_node", "dedup_window", "html_max_rows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Counters since the store was made (an immutable snapshot)."""
+
+    nodes: int
+    applied: int
+    stale_ignored: int
+    duplicates_ignored: int
+    messages_ignored: int
+    logs_dropped: int
+    listener_errors: int
 
 
 def _is_number(value: Any) -> bool:

@@ -31,10 +31,14 @@ The ordering rule
     are append-only: never refused for age, and they do not move the watermark (a log line
     says nothing about status or progress, so it must not make a later-arriving but newer
     progress look old). ``last_updated`` is the newest timestamp of any applied update, logs
-    included. Why strictly older, per node: a server stamps with millisecond precision, so
-    many events share a timestamp and only arrival order can order them; comparing per
-    field would keep a stale field only when two sources interleave, which one ordered
-    stream never does, while per node is one integer to keep and easy to reason about.
+    included. Why ties apply: a server stamps events to the millisecond, so consecutive
+    events often share a timestamp; refusing them would drop real updates, and one server's
+    stream arrives in order. Why strictly older is refused: such an update can only come from
+    a replay or a second source, and applying it would move the node back in time (``running``
+    over ``completed``). Why per node rather than per field: a node's fields describe one
+    moment together, so a progress event older than the node's completion describes the node
+    before it completed and would show 30 % on a finished node; and one integer per node is
+    cheap and easy to reason about.
     Updates made through the action methods carry no timestamp unless given one.
 
 Restarts
@@ -49,18 +53,20 @@ import enum
 import importlib
 import logging
 import threading
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .delivery import DeliveryTracker
 from .errors import ConfigError
-from .models import ConnectionState, RealtimeMessage, StrEnum
+from .models import ConnectionState, RealtimeMessage
 from .node_state import (
     EMPTY_MAPPING,
+    ApplyResult,
     ConnectionSnapshot,
     NodeExecutionState,
     NodeStatus,
+    StoreConfig,
+    StoreStats,
     freeze,
     html_table,
     parse_timestamp,
@@ -81,15 +87,6 @@ __all__ = ["ApplyResult", "NodeExecutionStore", "StoreConfig", "StoreStats"]
 logger = logging.getLogger("magk_client.store")
 
 
-class ApplyResult(StrEnum):
-    """What the store did with an update."""
-
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"  # an event id applied before
-    STALE = "stale"  # strictly older than the node's watermark
-    IGNORED = "ignored"  # not a node event, or malformed
-
-
 class _Unset(enum.Enum):
     UNSET = 0
 
@@ -98,42 +95,14 @@ _UNSET = _Unset.UNSET
 _FIELDS = ("status", "progress", "error", "result", "metadata")
 
 
-@dataclass(frozen=True)
-class StoreConfig:
-    """Store limits. ``max_logs_per_node``: log entries kept per node (oldest dropped);
-    ``dedup_window``: event ids remembered for de-duplication; ``html_max_rows``: rows
-    of ``_repr_html_``."""
-
-    max_logs_per_node: int = 1000
-    dedup_window: int = 10_000
-    html_max_rows: int = 200
-
-    def __post_init__(self) -> None:
-        for name in ("max_logs_per_node", "dedup_window", "html_max_rows"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-@dataclass(frozen=True)
-class StoreStats:
-    """Counters since the store was made (an immutable snapshot)."""
-
-    nodes: int
-    applied: int
-    stale_ignored: int
-    duplicates_ignored: int
-    messages_ignored: int
-    logs_dropped: int
-    listener_errors: int
-
-
 class NodeExecutionStore:
     """Thread-safe store of node execution states keyed by ``(workflow_id, node_id)``.
 
-    See the module docstring for threads, de-duplication, the ordering rule and restarts.
-    Every action returns an :class:`ApplyResult`; ``timestamp=`` is a server timestamp
-    (ISO-8601) for the ordering rule, None for none.
+    Every method may be called from any thread, from inside a listener too; listeners run on
+    the updating thread after the lock is released. See the module docstring for threads,
+    de-duplication, the ordering rule and restarts. Every action returns an
+    :class:`ApplyResult`; ``timestamp=`` is a server timestamp (ISO-8601) for the ordering
+    rule, None for none.
     """
 
     def __init__(self, config: Optional[StoreConfig] = None) -> None:
