@@ -41,6 +41,7 @@ from .models import (
     RealtimeMessage,
     WorkflowCommand,
 )
+from .node_state import ConnectionSnapshot, NodeExecutionState, NodeStatus
 from .payloads import (
     DataSchema,
     DataStatistics,
@@ -60,6 +61,7 @@ from .payloads import (
     SchemaFieldType,
     parse_payload,
 )
+from .store import ApplyResult, NodeExecutionStore, StoreConfig, StoreStats
 
 if TYPE_CHECKING:
     from .adapter import AdapterStatus, RealtimeAdapter
@@ -102,6 +104,7 @@ __all__ = [
     "NODE_EVENT_TYPES",
     "WORKFLOW_EVENT_TYPES",
     "AdapterStatus",
+    "ApplyResult",
     "AuthError",
     "BackendHealth",
     "CallbackError",
@@ -114,6 +117,7 @@ __all__ = [
     "CommandTimeout",
     "ConfigError",
     "ConnectionHealth",
+    "ConnectionSnapshot",
     "ConnectionState",
     "ConnectionType",
     "DataSchema",
@@ -137,6 +141,9 @@ __all__ = [
     "NodeProgress",
     "NodeResult",
     "NodeEvent",
+    "NodeExecutionState",
+    "NodeExecutionStore",
+    "NodeStatus",
     "NotConnectedError",
     "PayloadError",
     "PerformanceMetrics",
@@ -153,6 +160,8 @@ __all__ = [
     "SchemaField",
     "SchemaFieldType",
     "ServerError",
+    "StoreConfig",
+    "StoreStats",
     "TransportClosed",
     "WorkflowCommand",
     "parse_payload",
