@@ -98,7 +98,7 @@ _CAMEL = config(letter_case=LetterCase.CAMEL)
 
 @dataclass(eq=True)
 class RealtimeMessage(DataClassJsonMixin):
-    """One protocol message (the envelope of PROTOCOL.md).
+    """One protocol message (the envelope of docs/protocol.rst).
 
     ``type`` is a :class:`MessageType` when known and the plain string otherwise.
     ``timestamp`` is the sender's ISO-8601 time as received; ``received_at`` is

@@ -363,7 +363,7 @@ class CircuitBreaker:
 
 
 class HeartbeatMonitor:
-    """Client ping/pong bookkeeping and liveness for one connection (PROTOCOL.md).
+    """Client ping/pong bookkeeping and liveness for one connection (docs/protocol.rst, Liveness).
 
     Semantics:
 
@@ -551,7 +551,7 @@ class HeartbeatMonitor:
 
 #: Server-mandated waits by WebSocket close code, as (lo, hi) seconds; the service
 #: draws the floor uniformly from that range (:meth:`RecoveryPlan.draw_floor`).
-#: 1012 service restart: "reconnect after a randomized 5-30 s" (FAULTS §2).
+#: 1012 service restart: "reconnect after a randomized 5-30 s" (docs/faults.rst, close codes).
 #: 1013 try again later, 4029 rate limited: a long wait, 10-60 s, unless the
 #: server gave a Retry-After (which then sets ``delay_floor``).
 _CLOSE_CODE_FLOORS: Mapping[int, Tuple[float, float]] = {

@@ -1122,7 +1122,7 @@ class RealtimeService:
             repeated = not connected and self._tracker.attempts >= 2 and self._tracker.attempts % 2 == 0
             switch = other is not None and not error.terminal and (plan.fallback or refused_upgrade or repeated)
             if refused_upgrade and not switch:
-                # nothing to fall back to: a refused upgrade will be refused again (FAULTS row 13)
+                # nothing to fall back to: a refused upgrade will be refused again (docs/faults.rst row 13)
                 self._session_error = error
                 self._set_state_locked(ConnectionState.ERROR, error)
                 return None

@@ -1,4 +1,4 @@
-"""FAULTS.md rows of issue 4 (Server-Sent Events) shown on the RealtimeService, end to end.
+"""Fault rows (docs/faults.rst) of issue 4 (Server-Sent Events) shown on the RealtimeService, end to end.
 
 Real sockets on 127.0.0.1: the reference ``Backend`` (its ``sse_script`` for exact bytes, statuses and
 framing) and a ``FaultProxy`` in front of it for network faults. Scaled-down figures are in each test.
@@ -25,7 +25,7 @@ S1-17 the WHATWG rules, one test each: test_sse_rules.py (transport over a raw s
       401: test_service_sse.py::test_sse_401_is_auth_error_without_retries
 21    golden cases + Hypothesis chunking: test_sse_rules.py (test_s5..test_s16, test_s21_*); through the
       service: test_row21_golden_corpus_in_tiny_chunks_through_the_service,
-      test_row21_resume_id_follows_the_last_event_id_buffer (found an SDK bug, fixed in 425fe8f)
+      test_row21_resume_id_follows_the_last_event_id_buffer (found an SDK bug)
 22    test_row22_framing_chunked_and_close_delimited_no_buffering_delay
       (transport: test_transport_sse.py::test_each_event_is_handed_over_before_the_next_one_is_sent)
 25    covered by test_service_sse.py::test_expired_resume_id_reports_a_gap[eventsource] (gap flag before

@@ -1,4 +1,4 @@
-"""FAULTS.md rows of issue 3 (WebSocket) shown on the RealtimeService, end to end.
+"""Fault rows (docs/faults.rst) of issue 3 (WebSocket) shown on the RealtimeService, end to end.
 
 Real sockets on 127.0.0.1: the reference ``Backend``, a ``FaultProxy`` in front of it where a network
 fault is needed, and a tiny raw RFC 6455 server (``RawWSServer`` below) for frames the backend cannot
@@ -32,7 +32,7 @@ row   shown by
       test_row12_codes_1012_1013_wait_their_floor_and_disconnect_interrupts;
       pure ranges: test_policies.py::test_plan_close_code_floors
 13    test_row13_auth_close_codes_terminal_notified_once, test_row13_handshake_401_403_terminal,
-      test_row13_handshake_404_without_fallback_is_terminal (found an SDK bug, fixed in 7848ea6)
+      test_row13_handshake_404_without_fallback_is_terminal (found an SDK bug)
       (also test_service_ws.py::test_auth_failure_one_attempt_no_retries, ::test_auth_close_code_is_terminal)
 14    test_row14_handshake_retry_after_is_honoured (503 and 429, Retry-After: 1);
       pure: test_policies.py::test_plan_retry_after_floor
@@ -64,7 +64,7 @@ row   shown by
 34    test_row34_redirect_not_followed_no_token_to_other_host (302 to 127.0.0.2; ws-from-wss: no redirect
       is ever followed, test_transport_websocket.py::test_redirect_is_refused_and_never_followed)
 35    test_row35_debug_and_library_trace_hold_no_secret,
-      test_row35_close_reason_echoing_the_token_is_redacted (found an SDK bug, fixed in 7848ea6)
+      test_row35_close_reason_echoing_the_token_is_redacted (found an SDK bug)
       (also test_service_ws.py::test_authenticated_session_logs_never_show_token)
 36    test_row36_plaintext_token_to_non_loopback_name_refused_before_any_socket (a host name that
       resolves to 127.0.0.1 but is not a loopback literal or "localhost")

@@ -525,7 +525,7 @@ def test_tls_self_signed_refused_by_default_accepted_with_ca(tmp_path: Any) -> N
 
 
 def test_dropped_service_is_collected_and_its_threads_end(server: Backend) -> None:
-    """FAULTS row 31 (notebook re-run): a service dropped while connected leaves nothing behind."""
+    """docs/faults.rst row 31 (notebook re-run): a service dropped while connected leaves nothing behind."""
     import gc
 
     for _ in range(5):

@@ -207,7 +207,7 @@ def test_non_200_2xx_is_a_terminal_protocol_error(servers: Any, transports: Any)
     assert ei.value.terminal and ei.value.status == 202
 
 
-# --- framing and latency (FAULTS 22) --------------------------------------------------------
+# --- framing and latency (docs/faults.rst row 22) --------------------------------------------------------
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
@@ -589,7 +589,7 @@ def test_send_network_error_and_timeout(servers: Any, transports: Any) -> None:
         hold.set()
 
 
-# --- limits (FAULTS 18) ----------------------------------------------------------------------
+# --- limits (docs/faults.rst row 18) ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -622,7 +622,7 @@ def test_event_at_the_limit_is_accepted(servers: Any, transports: Any) -> None:
     assert [(e.data, e.event) for e in batch] == [(payload.decode(), "big")]  # type: ignore[union-attr]
 
 
-# --- TLS (FAULTS 33) -------------------------------------------------------------------------
+# --- TLS (docs/faults.rst row 33) -------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -710,7 +710,7 @@ def test_tls_close_from_another_thread(servers: Any, transports: Any, ca: trustm
     assert isinstance(outcome[0], TransportClosed)
 
 
-# --- redaction (FAULTS 35) -----------------------------------------------------------------
+# --- redaction (docs/faults.rst row 35) -----------------------------------------------------------------
 
 
 def test_no_secret_in_errors_or_logs(

@@ -1071,7 +1071,7 @@ def test_backend_refuses_a_bad_token(backend, transports) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# through the fault proxy (FAULTS rows 1, 2, 3, 5, 8, 9)
+# through the fault proxy (docs/faults.rst rows 1, 2, 3, 5, 8, 9)
 
 
 @pytest.fixture
