@@ -131,10 +131,11 @@ class Hub:
     def _release_answers(self, conn: Connection) -> None:
         loop = asyncio.get_running_loop()
         queue = conn.delayed_answers
+        if self.conns.get(conn.id) is not conn:
+            queue.clear()  # closed meanwhile
+            return
         while queue and queue[0][0] <= loop.time():
-            msg = queue.popleft()[1]
-            if self.conns.get(conn.id) is conn:
-                self.send_control(conn, msg)
+            self.send_control(conn, queue.popleft()[1])
         if queue:
             loop.call_at(queue[0][0], self._release_answers, conn)
 

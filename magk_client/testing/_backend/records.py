@@ -203,8 +203,9 @@ class RecordsView:
     @property
     def counters(self) -> Dict[str, int]:
         """ws_attempts, ws_connects, sse_attempts, sse_connects, pings, pongs, commands, commands_replayed,
-        bad_messages, http_requests, auth_failures, refused, dropped, acks_sent (ids acknowledged, on any
-        transport), ack_messages (WebSocket ``ack`` messages), duplicates_ignored, ..."""
+        commands_faulted (answered by a ``POST /commands`` fault), answers_dropped (command answers
+        withheld), bad_messages, http_requests, auth_failures, refused, dropped, acks_sent (ids
+        acknowledged, on any transport), ack_messages (WebSocket ``ack`` messages), duplicates_ignored, ..."""
         with self._records.cond:
             return dict(self._records.counters)
 
