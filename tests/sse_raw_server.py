@@ -131,9 +131,8 @@ class RawServer:
         self.listener.bind((self.host, 0))
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
-        t = threading.Thread(target=self._accept_loop, name="raw-sse-accept", daemon=True)
-        t.start()
-        self._threads.append(t)
+        self._accepter = threading.Thread(target=self._accept_loop, name="raw-sse-accept", daemon=True)
+        self._accepter.start()
 
     # -- helpers for tests ---------------------------------------------------------------
 
@@ -149,21 +148,23 @@ class RawServer:
             return list(self.requests)
 
     def close(self) -> None:
+        """Stop accepting, wake every handler (its socket is shut down, a held stream ends) and join
+        every thread. Each handler closes its own socket: none is closed under a running handler."""
         self._stop.set()
         try:
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
         except OSError:
             pass
+        self._accepter.join(5)  # no handler starts after this
         self.listener.close()
         with self._cond:
-            socks = list(self._socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        for t in self._threads:
+            for s in self._socks:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            threads = list(self._threads)
+        for t in threads:
             t.join(5)
 
     def __enter__(self) -> RawServer:
@@ -180,44 +181,31 @@ class RawServer:
                 sock, _ = self.listener.accept()
             except OSError:
                 return
-            with self._cond:
+            with self._cond:  # close() takes the lists under this lock: it joins every started handler
+                if self._stop.is_set():
+                    sock.close()
+                    return
                 self._socks.append(sock)
-            t = threading.Thread(target=self._serve, args=(sock,), name="raw-sse-conn", daemon=True)
-            with self._cond:
+                t = threading.Thread(target=self._serve, args=(sock,), name="raw-sse-conn", daemon=True)
+                t.start()
                 self._threads.append(t)
-            t.start()
 
     def _serve(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        hold = False
+        """One connection (its own thread): read the request, run its handler, close the socket."""
         try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl_context is not None:
+                tls = self._wrap(sock)
+                sock = tls
+                if self._stop.is_set():  # close() may have shut the plain socket down, not this one
+                    return
                 try:
-                    sock = self.ssl_context.wrap_socket(sock, server_side=True)
+                    tls.do_handshake()
                 except (ssl.SSLError, OSError):
                     return
-                with self._cond:
-                    self._socks.append(sock)
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                buf += data
-            head, _, rest = buf.partition(b"\r\n\r\n")
-            lines = head.split(b"\r\n")
-            method, path, _ = lines[0].decode("latin-1").split(" ", 2)
-            headers: Dict[str, str] = {}
-            for line in lines[1:]:
-                k, _, v = line.partition(b":")
-                headers[k.decode("latin-1").strip().lower()] = v.strip().decode("utf-8", "replace")
-            length = int(headers.get("content-length", "0"))
-            while len(rest) < length:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                rest += data
-            req = Request(method, path, headers, head, rest[:length])
+            req = self._read_request(sock)
+            if req is None:
+                return
             with self._cond:
                 index = len(self.requests)
                 self.requests.append(req)
@@ -225,13 +213,44 @@ class RawServer:
             handler = self.handlers[min(index, len(self.handlers) - 1)]
             conn = Conn(sock)
             handler(conn, req)
-            hold = bool(getattr(conn, "hold", False))
-            if hold:
+            if getattr(conn, "hold", False):
                 self._stop.wait()
         except OSError:
             pass
         finally:
-            try:
+            with self._cond:  # close() shuts sockets down under this lock: never one closed here
+                if sock in self._socks:
+                    self._socks.remove(sock)
                 sock.close()
-            except OSError:
-                pass
+
+    def _wrap(self, sock: socket.socket) -> ssl.SSLSocket:
+        """The TLS socket over ``sock``, in its place in the list close() shuts down (no handshake yet)."""
+        assert self.ssl_context is not None
+        wrapped = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        with self._cond:
+            self._socks.remove(sock)
+            self._socks.append(wrapped)
+        return wrapped
+
+    @staticmethod
+    def _read_request(sock: socket.socket) -> Optional[Request]:
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            data = sock.recv(65536)
+            if not data:
+                return None
+            buf += data
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        method, path, _ = lines[0].decode("latin-1").split(" ", 2)
+        headers: Dict[str, str] = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers[k.decode("latin-1").strip().lower()] = v.strip().decode("utf-8", "replace")
+        length = int(headers.get("content-length", "0"))
+        while len(rest) < length:
+            data = sock.recv(65536)
+            if not data:
+                break
+            rest += data
+        return Request(method, path, headers, head, rest[:length])

@@ -64,7 +64,7 @@ def has(kind: str, **data: Any) -> Any:
 def test_every_command_shows_on_the_event_stream_and_takes_the_transports_route(
     server: Backend, transport: str
 ) -> None:
-    route = "websocket" if transport == "websocket" else "http"
+    route = "ws" if transport == "websocket" else "commands"  # SSE: POST /commands, not POST /messages
     events: Recorder[WorkflowEvent] = Recorder()
     raw: Recorder[RealtimeMessage] = Recorder()
     with make_adapter(server.base_url, transport) as adapter:
@@ -75,7 +75,7 @@ def test_every_command_shows_on_the_event_stream_and_takes_the_transports_route(
         def run(response: CommandResponse, command: str) -> CommandResponse:
             assert response.success and response.command == command
             assert route_of(server, response.request_id) == route
-            assert server.command_counts[response.request_id] == 1
+            assert server.command_counts[response.request_id] == 1 and server.executions(response.request_id) == 1
             answers.append(response)
             return response
 

@@ -1,25 +1,16 @@
 """The command pipeline under faults (docs/faults.rst rows 23 and 24), timeouts, disconnects and
-outages, against the reference backend and a raw HTTP server on 127.0.0.1."""
+outages, against the reference backend on 127.0.0.1 and its command-level faults (``backend.faults``)."""
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
-from adapter_helpers import (
-    TRANSPORTS,
-    CommandsServer,
-    adapter_threads,
-    answer_ok,
-    close_without_answer,
-    eventually,
-    make_adapter,
-    route_of,
-)
-from sse_raw_server import reply
+from adapter_helpers import TRANSPORTS, adapter_threads, eventually, make_adapter, route_of
 
 from magk_client import (
     AuthError,
@@ -27,7 +18,6 @@ from magk_client import (
     CommandResponse,
     CommandTimeout,
     ConnectionState,
-    RealtimeAdapter,
     RealtimeMessage,
     WorkflowEvent,
 )
@@ -68,7 +58,7 @@ def test_a_delayed_answer_gives_command_timeout_after_timeout_or_command_timeout
     server: Backend, transport: str
 ) -> None:
     with make_adapter(server.base_url, transport, command_timeout_ms=300) as adapter:
-        server.set_delay(1.5)
+        server.faults.delay_command_answers(1.5)  # answers only: pongs and events are on time
         began = time.monotonic()
         with pytest.raises(CommandTimeout, match=r"within 0\.3 s") as info:
             adapter.start_workflow("wf-1")  # command_timeout_ms
@@ -80,10 +70,30 @@ def test_a_delayed_answer_gives_command_timeout_after_timeout_or_command_timeout
         assert time.monotonic() - began >= 0.2
         status = adapter.get_status()
         assert status.pending_commands == 0 and status.commands.timed_out == 2
+        log = server.command_log  # each ran once and was not sent again: only the answers were late
+        assert [(c.command, c.workflow_id, c.executed) for c in log] == [
+            ("start_workflow", "wf-1", True), ("update_config", "wf-2", True)]
+        assert all(server.executions(c.request_id) == 1 for c in log)
         if transport == "websocket":  # the answers still come, late: dropped and counted (row 23)
             eventually(lambda: adapter.get_status().commands.late_answers == 2, 10, "2 late answers")
-        server.set_delay(0)
+        server.faults.delay_command_answers(0)
         assert adapter.update_config("wf-1", {"after": True}).success  # the connection is fine
+        assert adapter.get_status().connection.total_reconnects == 0  # nothing else was late: no reconnect
+
+
+@pytest.mark.xfail(
+    sys.version_info >= (3, 11), strict=True,
+    reason="adapter.send_workflow_command catches concurrent.futures.TimeoutError, which is TimeoutError "
+           "since Python 3.11 and so catches the pipeline's CommandTimeout: it raises a new one without "
+           "the request id (reported, not fixed here: adapter.py is out of this branch's scope)",
+)
+def test_a_blocking_command_timeout_names_its_request_id(server: Backend) -> None:
+    with make_adapter(server.base_url, command_timeout_ms=200) as adapter:
+        server.faults.delay_command_answers(1.0)
+        with pytest.raises(CommandTimeout) as info:
+            adapter.start_workflow("wf-1")
+        rid = server.wait_for_command(lambda c: True)[0].request_id
+        assert info.value.request_id == rid and rid in str(info.value)
 
 
 # --------------------------------------------------------------------------------------- row 23
@@ -119,34 +129,26 @@ def test_row23_unknown_duplicate_and_missing_id_answers_are_dropped_and_counted(
 # --------------------------------------------------------------------------------------- row 24
 
 
-def connected_and_acked(server: Backend, **overrides: Any) -> RealtimeAdapter:
-    """A connected adapter whose connection's ``subscription_ack`` has arrived, so the next thing the
-    server writes on it is the answer to the next command."""
-    acks: Recorder[RealtimeMessage] = Recorder()
-    adapter = make_adapter(server.base_url, **overrides)
-    adapter.service.subscribe("subscription_ack", acks)
-    adapter.connect(10)
-    acks.wait_count(1, 10)
-    return adapter
-
-
 def test_row24_a_command_whose_answer_is_lost_to_a_drop_is_sent_again_and_runs_once(server: Backend) -> None:
     states = StateRecorder()
-    with connected_and_acked(server, retry_delay_ms=500) as adapter:
+    with make_adapter(server.base_url, retry_delay_ms=500) as adapter:
         adapter.service.on_connection_state_change(states)
-        server.drop_after(0)  # the next thing the server writes (the answer) is cut by a reset
+        server.faults.drop_command_answers(1, then_drop=True)  # the command runs; its answer is lost to a drop
         fut = adapter.submit_start_workflow("wf-1")
-        server.wait_until(lambda: server.counters.get("dropped", 0) >= 1, 10, "the drop")
-        server.drop_after(None)
         response = fut.result(20)
         assert response.success and response.data == {"workflowId": "wf-1", "state": "running"}
         rid = response.request_id
+        log = server.wait_for_command(rid, count=2)
+        assert [(c.route, c.replay) for c in log] == [("ws", False), ("ws", True)]  # sent again, answered from the store
+        assert server.executions(rid) == 1 and server.counters["answers_dropped"] == 1
+        assert log[0].connection_id != log[1].connection_id  # the second went on the new connection
         copies = [m for m in server.received_messages if isinstance(m.message, dict) and m.message.get("id") == rid]
         assert len(copies) == 2 and {c.transport for c in copies} == {"websocket"}
         first, second = (c.message for c in copies)
         assert first["data"] == second["data"] and first["data"]["command"]["requestId"] == rid  # the same command
+        assert log[0].payload == log[1].payload
         # sent again retry_delay_ms after the first send (receipt times: allow the server's scheduling jitter)
-        assert copies[1].received_at - copies[0].received_at >= 0.4
+        assert log[1].received_at - log[0].received_at >= 0.4
         assert server.command_counts[rid] == 2 and server.counters["commands_replayed"] == 1
         server.wait_for_workflow("wf-1", "completed", 10)
         started = [e for e in server.logged_events() if e.get("data", {}).get("type") == "workflow_started"]
@@ -157,45 +159,54 @@ def test_row24_a_command_whose_answer_is_lost_to_a_drop_is_sent_again_and_runs_o
 
 
 def test_row24_with_max_retries_zero_a_lost_answer_fails_the_command(server: Backend) -> None:
-    with connected_and_acked(server, max_retries=0) as adapter:
-        server.drop_after(0)
+    with make_adapter(server.base_url, max_retries=0) as adapter:
+        server.faults.drop_command_answers(1, then_drop=True)
         fut = adapter.submit_start_workflow("wf-1")
-        server.wait_until(lambda: server.counters.get("dropped", 0) >= 1, 10, "the drop")
-        server.drop_after(None)
         with pytest.raises(CommandError, match="lost in a reconnect") as info:
             fut.result(20)
         assert not isinstance(info.value, CommandTimeout)
-        assert server.command_counts[info.value.request_id or ""] == 1
+        rid = info.value.request_id or ""
+        assert server.command_counts[rid] == 1 and server.executions(rid) == 1  # it ran; it was not sent again
+        assert [c.request_id for c in server.command_log] == [rid]
+        assert server.counters["answers_dropped"] == 1
 
 
-def test_row24_over_http_a_post_cut_before_its_reply_is_sent_again_with_the_same_request_id() -> None:
-    with CommandsServer([close_without_answer, reply(503, b"busy"), answer_ok]) as fake, \
-            make_adapter(fake.url, "eventsource", retry_delay_ms=50, max_retries=3) as adapter:
+def test_row24_over_http_a_post_cut_before_its_reply_is_sent_again_with_the_same_request_id(server: Backend) -> None:
+    server.faults.reset_commands(1)  # the body is read, then the connection is reset: no answer
+    server.faults.fail_commands(1, 503, error="busy")
+    with make_adapter(server.base_url, "eventsource", retry_delay_ms=50, max_retries=3) as adapter:
         response = adapter.start_workflow("wf-1")
-        assert response.success and response.data == {"n": 1}
-        assert [b["requestId"] for b in fake.bodies] == [response.request_id] * 3
-        assert all(b == fake.bodies[0] for b in fake.bodies)
+        assert response.success and response.data == {"workflowId": "wf-1", "state": "running"}
+        log = [c for c in server.command_log if c.request_id == response.request_id]
+        assert [(c.route, c.fault) for c in log] == [("commands", "reset"), ("commands", "http 503"), ("commands", None)]
+        assert len(server.command_log) == 3 and all(c.payload == log[0].payload for c in log)
+        assert server.executions(response.request_id) == 1
         assert adapter.get_status().commands.resent == 2
 
 
-def test_over_http_a_refusal_or_a_rejection_fails_at_once_with_the_servers_text() -> None:
-    posts = [reply(403, b'{"error": "invalid bearer token"}'),
-             reply(400, b'{"error": "\'workflowId\' must be a non-empty string"}')]
-    with CommandsServer(posts) as fake, make_adapter(fake.url, "eventsource", max_retries=5) as adapter:
+def test_over_http_a_refusal_or_a_rejection_fails_at_once_with_the_servers_text(server: Backend) -> None:
+    server.faults.fail_commands(1, 403, error="invalid bearer token")
+    server.faults.fail_commands(1, 400, error="'workflowId' must be a non-empty string")
+    with make_adapter(server.base_url, "eventsource", max_retries=5) as adapter:
         with pytest.raises(CommandError) as info:
             adapter.start_workflow("wf-1")
         assert isinstance(info.value.__cause__, AuthError) and info.value.server_error == "invalid bearer token"
         with pytest.raises(CommandError, match="HTTP 400: 'workflowId' must be a non-empty string"):
             adapter.start_workflow("wf-1")
-        assert len(fake.bodies) == 2  # neither was retried
+        log = server.command_log
+        assert [c.fault for c in log] == ["http 403", "http 400"]  # neither was retried
+        assert len({c.request_id for c in log}) == 2 and not any(c.executed for c in log)
+        assert adapter.start_workflow("wf-1").success  # the link was fine all along
 
 
-def test_over_http_retries_stop_after_max_retries() -> None:
-    with CommandsServer([reply(500, b"")]) as fake, \
-            make_adapter(fake.url, "eventsource", retry_delay_ms=10, max_retries=2) as adapter:
-        with pytest.raises(CommandError, match="after 3 attempt"):
+def test_over_http_retries_stop_after_max_retries(server: Backend) -> None:
+    server.faults.fail_commands(10, 500)
+    with make_adapter(server.base_url, "eventsource", retry_delay_ms=10, max_retries=2) as adapter:
+        with pytest.raises(CommandError, match="after 3 attempt") as info:
             adapter.start_workflow("wf-1")
-        assert len(fake.bodies) == 3
+        rid = info.value.request_id
+        assert [(c.request_id, c.fault) for c in server.command_log] == [(rid, "http 500")] * 3
+        assert server.executions(rid or "") == 0
 
 
 # --------------------------------------------------------------------------------------- disconnect and outages
@@ -256,7 +267,8 @@ def test_a_command_made_while_offline_waits_and_goes_once_after_reconnect(server
         response: CommandResponse = fut.result(20)
         assert response.success
         assert server.command_counts == {response.request_id: 1}
-        assert route_of(server, response.request_id) == ("websocket" if transport == "websocket" else "http")
+        assert route_of(server, response.request_id) == ("ws" if transport == "websocket" else "commands")
+        assert server.executions(response.request_id) == 1
 
 
 def test_a_service_that_gives_up_fails_pending_commands_with_its_error(server: Backend) -> None:

@@ -1,6 +1,6 @@
 """Backend health through the adapter: GET /health against the reference backend (full and minimal
-shapes, auth, TLS) and raw servers (500, refusals, a server that never answers), and the
-background poller (its interval, its thread, its end at disconnect)."""
+shapes, HTTP statuses, auth, TLS) and a raw server (a non-JSON 500, a server that never answers), and
+the background poller (its interval, its thread, its end at disconnect)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ import time
 from typing import Any, Dict, Iterator
 
 import pytest
-from adapter_helpers import CommandsServer, adapter_threads, eventually, make_adapter
+from adapter_helpers import HealthServer, adapter_threads, eventually, make_adapter
 from sse_raw_server import Conn, Request, reply
 
 from magk_client import AuthError, MagkTimeoutError, NetworkError, ProtocolError
 from magk_client.testing import Backend
 
 pytestmark = pytest.mark.timeout(60)
-JSON = [("Content-Type", "application/json")]
 
 
 @pytest.fixture()
@@ -54,18 +53,26 @@ def test_health_minimal_shape_and_without_a_connection(server: Backend) -> None:
     assert adapter_threads() == []
 
 
-@pytest.mark.parametrize(("body", "expected"), [(b'{"status": "healthy"}', "unhealthy"), (b"<html>oops</html>", "unhealthy"),
-                                                (b'{"status": "degraded", "service": "x"}', "degraded")])
-def test_health_a_500_answer_is_never_healthy(body: bytes, expected: str) -> None:
-    with CommandsServer([], health=reply(500, body, JSON)) as fake:
-        health = make_adapter(fake.url).get_backend_health()
+@pytest.mark.parametrize(("status", "minimal", "expected"), [("healthy", False, "unhealthy"),
+                                                            ("degraded", True, "degraded")])
+def test_health_a_500_answer_is_never_healthy(server: Backend, status: str, minimal: bool, expected: str) -> None:
+    server.set_health(status, minimal=minimal, http_status=500)
+    health = make_adapter(server.base_url).get_backend_health()
     assert health.status == expected and not health.is_healthy
+    assert health.service == "magk-reference-backend"
+
+
+def test_health_a_500_answer_that_is_not_json_is_unhealthy() -> None:
+    with HealthServer(reply(500, b"<html>oops</html>", [("Content-Type", "text/html")])) as fake:
+        health = make_adapter(fake.url).get_backend_health()
+    assert health.status == "unhealthy" and not health.is_healthy
 
 
 def test_health_refusals_and_failures_are_errors(server: Backend) -> None:
-    with CommandsServer([], health=reply(404, b'{"status": "healthy"}', JSON)) as fake:
-        with pytest.raises(ProtocolError, match="404"):
-            make_adapter(fake.url).get_backend_health()
+    server.set_health("healthy", http_status=404)
+    with pytest.raises(ProtocolError, match="404"):
+        make_adapter(server.base_url).get_backend_health()
+    server.set_health()
     with Backend(token="tok-health-1") as locked:
         with pytest.raises(AuthError):
             make_adapter(locked.base_url).get_backend_health()
@@ -82,7 +89,7 @@ def test_health_timeout_and_a_hanging_check_does_not_hold_disconnect() -> None:
     def hang(conn: Conn, req: Request) -> None:
         release.wait(30)
 
-    with CommandsServer([], health=hang) as fake:
+    with HealthServer(hang) as fake:
         try:
             began = time.monotonic()
             with pytest.raises(MagkTimeoutError):
@@ -126,10 +133,13 @@ def test_health_polling_every_interval_reported_in_status_and_stopped_on_disconn
 
 
 def test_health_polling_errors_are_reported_and_polling_can_be_off(server: Backend) -> None:
-    with CommandsServer([], health=reply(403, b"")) as fake:
-        with make_adapter(fake.url, "eventsource", enable_health_check=True, health_check_interval_ms=50) as adapter:
-            eventually(lambda: adapter.get_status().backend_health_error is not None, 10, "a failed check")
-            assert "403" in (adapter.get_status().backend_health_error or "")
+    server.set_health(http_status=403)
+    with make_adapter(server.base_url, "eventsource", enable_health_check=True, health_check_interval_ms=50) as adapter:
+        eventually(lambda: adapter.get_status().backend_health_error is not None, 10, "a failed check")
+        assert "403" in (adapter.get_status().backend_health_error or "")
+        server.set_health()
+        eventually(lambda: adapter.get_status().backend_health_error is None, 10, "a good check")
+    server.clear_records()
     with make_adapter(server.base_url, enable_health_check=False) as adapter:
         assert adapter.start_workflow("wf-1").success
         assert not any(name.endswith("-health") for name in adapter_threads())
