@@ -4,7 +4,6 @@ outages, against the reference backend on 127.0.0.1 and its command-level faults
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List
@@ -81,12 +80,6 @@ def test_a_delayed_answer_gives_command_timeout_after_timeout_or_command_timeout
         assert adapter.get_status().connection.total_reconnects == 0  # nothing else was late: no reconnect
 
 
-@pytest.mark.xfail(
-    sys.version_info >= (3, 11), strict=True,
-    reason="adapter.send_workflow_command catches concurrent.futures.TimeoutError, which is TimeoutError "
-           "since Python 3.11 and so catches the pipeline's CommandTimeout: it raises a new one without "
-           "the request id (reported, not fixed here: adapter.py is out of this branch's scope)",
-)
 def test_a_blocking_command_timeout_names_its_request_id(server: Backend) -> None:
     with make_adapter(server.base_url, command_timeout_ms=200) as adapter:
         server.faults.delay_command_answers(1.0)
