@@ -227,6 +227,23 @@ class WorkflowRealtime(_Handle):
                 self._run.start_not_sent()
             raise
 
+    def restart_node(self, node_id: str, *, timeout: Optional[float] = None) -> CommandResponse:
+        """Run again from ``node_id``. On a run that has ended (as its events said) this starts a new
+        run, which :meth:`wait_until_complete` then waits for, as after :meth:`start`."""
+        with self._cond:
+            ended = self._run.status in TERMINAL_EVENTS.values()
+            if ended:
+                self._run.expect_start()
+        try:
+            return self.controller.restart_node(node_id, timeout=timeout)
+        except CommandTimeout:
+            raise
+        except BaseException:
+            if ended:
+                with self._cond:
+                    self._run.start_not_sent()
+            raise
+
     def pause(self, *, timeout: Optional[float] = None) -> CommandResponse:
         return self.controller.pause(timeout=timeout)
 
