@@ -288,6 +288,24 @@ def test_wait_until_complete_times_out_with_a_clear_error_and_returns_once_the_r
         assert second.status == "completed" and second.event.id != result.event.id
 
 
+def test_a_start_waits_for_its_own_run_while_the_previous_runs_ending_is_still_on_its_way(
+    make: Make, server: Backend
+) -> None:
+    # SSE: the start goes as POST /commands, its answer can overtake events on the stream
+    integration = make("eventsource")
+    integration.connect(timeout=10)
+    with integration.workflow("wf-1") as wf:
+        server.set_delay(0.3)  # every event (and HTTP answer) leaves the backend 0.3 s late
+        server.execute_command("start_workflow", "wf-1")  # a run the handle did not start
+        server.wait_for_workflow("wf-1", "completed", timeout=30)  # over on the server; its events in transit
+        first_ending = server.logged_events()[-1]
+        assert first_ending["data"]["type"] == "workflow_completed"
+        wf.start()
+        result = wf.wait_until_complete(timeout=30)
+        assert result.event.id != first_ending["id"]  # the new run's ending, not the old one's
+        assert server.logged_events()[-1]["id"] == result.event.id
+
+
 def test_wait_until_complete_returns_a_stopped_run(make: Make, server: Backend) -> None:
     integration = make("eventsource")
     integration.connect(timeout=10)
