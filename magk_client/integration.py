@@ -26,6 +26,7 @@ import itertools
 import logging
 import threading
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .adapter import AdapterStatus, RealtimeAdapter
@@ -327,7 +328,7 @@ class RealtimeIntegration:
             connection_state=adapter.connection_state,
             connection_type=adapter.connection_type,
             store_connection=self._store.connection_state,
-            subscriptions={sub_id: str(interest) for sub_id, interest in self._interests.items()},
+            subscriptions=MappingProxyType({sub_id: str(i) for sub_id, i in self._interests.items()}),
             events_applied=self._applied,
             events_duplicate=self._duplicates,
             events_stale=self._stale,
@@ -413,9 +414,10 @@ class RealtimeIntegration:
             )
 
     def _session_ended(self) -> Optional[str]:
-        """Why no more events can come (the connection ended for good), or None. The session is over
-        when the last state notice said so and no new session has begun since (no lock)."""
+        """Why no more events can come (never connected, disconnected, or given up), or None. Over
+        when the last state notice said so (every event received before it was delivered first) and
+        no new session has begun since (no lock)."""
         ended = self._ended_state
         if ended is None or self.service.state in _LIVE:
             return None
-        return f"the connection ended (state {ended.value})"
+        return f"the connection is {ended.value}"

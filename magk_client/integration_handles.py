@@ -278,7 +278,9 @@ class WorkflowRealtime(_Handle):
                     raise MagkError(f"{self!r}: wait_until_complete() needs the subscription (use it in a with block)")
                 ended = self._integration._session_ended()
                 if ended is not None:
-                    raise NotConnectedError(f"workflow {self.workflow_id!r} did not end before {ended}")
+                    raise NotConnectedError(
+                        f"workflow {self.workflow_id!r} has not ended and no event can come ({ended})"
+                    )
                 remaining = None
                 if deadline is not None:
                     remaining = deadline - time.monotonic()

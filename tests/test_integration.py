@@ -369,6 +369,12 @@ def test_wait_until_complete_raises_when_the_connection_ends(make: Make, server:
     assert isinstance(error, NotConnectedError) and "wf-1" in str(error)
 
 
+def test_wait_until_complete_before_connect_raises_at_once(make: Make) -> None:
+    integration = make()
+    with integration.workflow("wf-1") as wf, pytest.raises(NotConnectedError, match="disconnected"):
+        wf.wait_until_complete(timeout=60)
+
+
 # ---------------------------------------------------------------------- the global service
 
 def test_the_global_service_functions_from_many_threads(server: Backend) -> None:
