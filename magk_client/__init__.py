@@ -7,7 +7,13 @@ thread-safe queue hands events to your callbacks. See README.rst.
 from typing import TYPE_CHECKING, Any
 
 from .commands import CommandStats
-from .config import ErrorRecoveryConfig, RealtimeAdapterConfig, RealtimeConnectionConfig, RecoveryStrategy
+from .config import (
+    ErrorRecoveryConfig,
+    RealtimeAdapterConfig,
+    RealtimeConnectionConfig,
+    RecoveryStrategy,
+    ServiceIntegrationConfig,
+)
 from .errors import (
     AuthError,
     CallbackError,
@@ -28,6 +34,7 @@ from .errors import (
     ResumeGapError,
     ServerError,
     TransportClosed,
+    WorkflowWaitTimeout,
 )
 from .events import NODE_EVENT_TYPES, WORKFLOW_EVENT_TYPES, NodeEvent, WorkflowEvent
 from .models import (
@@ -72,6 +79,13 @@ if TYPE_CHECKING:
         subscribe_to_node,
         subscribe_to_workflow,
     )
+    from .global_service import (
+        cleanup_global_realtime_service,
+        create_global_realtime_service,
+        get_global_realtime_service,
+    )
+    from .integration import IntegrationStatus, RealtimeIntegration
+    from .integration_handles import NodeRealtime, WorkflowRealtime, WorkflowResult
     from .service import MessageStream, RealtimeService
 
 _LAZY = {
@@ -84,6 +98,14 @@ _LAZY = {
     "create_realtime_service": "factories",
     "subscribe_to_node": "factories",
     "subscribe_to_workflow": "factories",
+    "RealtimeIntegration": "integration",
+    "IntegrationStatus": "integration",
+    "WorkflowRealtime": "integration_handles",
+    "NodeRealtime": "integration_handles",
+    "WorkflowResult": "integration_handles",
+    "create_global_realtime_service": "global_service",
+    "get_global_realtime_service": "global_service",
+    "cleanup_global_realtime_service": "global_service",
 }
 
 
@@ -172,4 +194,14 @@ __all__ = [
     "create_realtime_service",
     "subscribe_to_node",
     "subscribe_to_workflow",
+    "IntegrationStatus",
+    "NodeRealtime",
+    "RealtimeIntegration",
+    "ServiceIntegrationConfig",
+    "WorkflowRealtime",
+    "WorkflowResult",
+    "WorkflowWaitTimeout",
+    "cleanup_global_realtime_service",
+    "create_global_realtime_service",
+    "get_global_realtime_service",
 ]

@@ -12,6 +12,7 @@ translated at the transport boundary, so user code never has to import them::
      +-- MagkConnectionError                     something went wrong with a connection
      |    +-- NetworkError                    refused, reset, unreachable, dropped
      |    +-- MagkTimeoutError (also TimeoutError)  connect, send or heartbeat timeout
+     |    |    +-- WorkflowWaitTimeout        a workflow did not end within wait_until_complete's timeout
      |    +-- AuthError                       401/403, close 1008/4401/4403
      |    +-- ServerError                     5xx, close 1011/1012/1013/1014
      |    +-- ProtocolError                   bad frames, bad JSON, wrong content type
@@ -55,6 +56,7 @@ __all__ = [
     "ResumeGapError",
     "ServerError",
     "TransportClosed",
+    "WorkflowWaitTimeout",
     "classify_close_code",
     "classify_http_status",
     "redact_url",
@@ -134,6 +136,23 @@ class MagkTimeoutError(MagkConnectionError, TimeoutError):
     category = ErrorCategory.TIMEOUT
 
 
+class WorkflowWaitTimeout(MagkTimeoutError):
+    """A workflow did not end (completed, failed or stopped) within the ``timeout`` given to
+    ``wait_until_complete``. The connection itself may be fine; the workflow goes on.
+
+    Attributes:
+        workflow_id: the workflow waited for.
+        timeout: the seconds waited.
+        last_status: the workflow's status as last reported by its events (``running``,
+            ``paused``...), None if no event of it was seen.
+    """
+
+    def __init__(self, workflow_id: str, timeout: float, last_status: Optional[str]) -> None:
+        seen = f"last seen {last_status}" if last_status else "no event of it seen"
+        super().__init__(f"workflow {workflow_id!r} did not end within {timeout:g} s ({seen})")
+        self.workflow_id = workflow_id
+        self.timeout = timeout
+        self.last_status = last_status
 
 
 class AuthError(MagkConnectionError):

@@ -54,7 +54,7 @@ import importlib
 import logging
 import threading
 from types import MappingProxyType
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .delivery import DeliveryTracker
 from .errors import ConfigError
@@ -78,6 +78,7 @@ from .store_updates import (
     check_mapping,
     check_status,
     freeze_logs,
+    local_changes,
     next_state,
     update_from_message,
 )
@@ -92,6 +93,8 @@ class _Unset(enum.Enum):
 
 
 _UNSET = _Unset.UNSET
+#: ``hook(workflow_id, node_id, changes, timestamp)``: see :meth:`NodeExecutionStore.on_local_update`
+LocalUpdateHook = Callable[[str, str, Dict[str, Any], Optional[str]], Any]
 _FIELDS = ("status", "progress", "error", "result", "metadata")
 
 
@@ -118,6 +121,7 @@ class NodeExecutionStore:
         self._stale = 0
         self._ignored = 0
         self._logs_dropped = 0
+        self._local_hooks: Tuple[LocalUpdateHook, ...] = ()
 
     # ------------------------------------------------------------------ server events
 
@@ -372,6 +376,24 @@ class NodeExecutionStore:
         """Stop a listener (no call after this returns, from this thread's view); False if unknown."""
         return self._listeners.unsubscribe(subscription_id)
 
+    def on_local_update(self, hook: LocalUpdateHook) -> Callable[[], None]:
+        """Call ``hook(workflow_id, node_id, changes, timestamp)`` after each update made with an
+        action method (``update_node_*``, ``add_node_log``; not :meth:`apply_message`, not the
+        clears) was applied. ``changes`` is a new plain dict of what it set (see
+        :func:`~magk_client.store_updates.local_changes`). Runs on the calling thread with no lock
+        held; one that raises is logged and counted (``stats.listener_errors``). Returns a remover.
+        The integration's ``sync_bidirectional`` uses it to send local changes to the backend."""
+        if not callable(hook):
+            raise ConfigError(f"hook must be callable, got {type(hook).__name__}")
+        with self._lock:
+            self._local_hooks = (*self._local_hooks, hook)
+
+        def remove() -> None:
+            with self._lock:
+                self._local_hooks = tuple(h for h in self._local_hooks if h is not hook)
+
+        return remove
+
     # ------------------------------------------------------------------ internals
 
     def _action(self, workflow_id: str, node_id: str, update: Update, timestamp: Optional[str]) -> ApplyResult:
@@ -380,7 +402,18 @@ class NodeExecutionStore:
                 raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
         if timestamp is not None and not isinstance(timestamp, str):
             raise ConfigError(f"timestamp must be an ISO-8601 string or None, got {timestamp!r}")
-        return self._commit(workflow_id, node_id, update, timestamp, None)
+        result = self._commit(workflow_id, node_id, update, timestamp, None)
+        hooks = self._local_hooks
+        if hooks and result is ApplyResult.APPLIED:
+            changes = local_changes(update)
+            for hook in hooks:
+                try:
+                    hook(workflow_id, node_id, dict(changes), timestamp)
+                except Exception:
+                    logger.exception("store local-update hook raised")
+                    with self._lock:
+                        self._listeners.errors += 1
+        return result
 
     def _commit(
         self, workflow_id: str, node_id: str, update: Update, timestamp: Optional[str], event_id: Optional[str]

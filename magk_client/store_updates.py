@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .errors import ConfigError
 from .models import MessageType
-from .node_state import NodeExecutionState, NodeStatus, evolve, freeze, is_mapping, node_status
+from .node_state import NodeExecutionState, NodeStatus, evolve, freeze, is_mapping, node_status, thaw
 
 __all__ = [
     "Update",
@@ -22,6 +22,7 @@ __all__ = [
     "check_mapping",
     "check_status",
     "freeze_logs",
+    "local_changes",
     "next_state",
     "update_from_message",
 ]
@@ -83,6 +84,20 @@ def next_state(
         values["last_updated"] = stamp
     values["version"] = base.version + 1
     return evolve(base, values), excess
+
+
+def local_changes(update: Update) -> Dict[str, Any]:
+    """What an action's update set, as plain values (new objects): ``status`` (str), ``progress``,
+    ``error``, ``result`` (a dict, or None when cleared), ``metadata`` (what was set or merged) and
+    ``logs`` (a list of the entries appended); only the keys the update touched."""
+    changes: Dict[str, Any] = {name: thaw(value) for name, value in update.values.items()}
+    if "status" in changes:
+        changes["status"] = str(changes["status"])
+    if update.merge is not None:
+        changes["metadata"] = thaw(update.merge)
+    if update.logs:
+        changes["logs"] = thaw(update.logs)
+    return changes
 
 
 def update_from_message(mtype: Union[MessageType, str], data: Any) -> Optional[Update]:
