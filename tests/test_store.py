@@ -263,12 +263,12 @@ def test_golden_node_messages_apply() -> None:
     assert s is not None
     assert s.status is NodeStatus.COMPLETED and s.version == 5
     assert s.progress is not None and s.progress["percentage"] == 33
-    assert s.result is not None and s.result["rowCount"] == 100 and s.result["schema"][0]["name"] == "id"
+    assert s.result is not None and s.result["rowCount"] == 100 and s.result["schema"]["fields"][0]["name"] == "id"
     assert s.metadata["rowsProcessed"] == 100 and s.logs[0]["message"] == "n-1 started"
     assert s.last_updated == T0
     assert store.apply_message(decode((DATA / "node_error.json").read_text())) is ApplyResult.APPLIED
     e = store.get_node_state("wf-1", "n-2")
-    assert e is not None and e.status is NodeStatus.ERROR and e.error is not None and e.error["code"] == "NODE_FAILED"
+    assert e is not None and e.status is NodeStatus.ERROR and e.error is not None and e.error["code"] == "UNKNOWN_ERROR"
 
 
 def test_non_node_and_malformed_messages_are_ignored_and_counted() -> None:
