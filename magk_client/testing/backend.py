@@ -295,8 +295,8 @@ class Backend:
         self._generated_request_ids = itertools.count(1)
 
         # fault switches (plain attributes: read by the loop, set from any thread)
-        self._refuse_ws: Optional[Tuple[int, Optional[float]]] = None
-        self._refuse_sse: Optional[Tuple[int, Optional[float]]] = None
+        self._refuse_ws: Optional[Tuple[int, Union[float, str, None]]] = None
+        self._refuse_sse: Optional[Tuple[int, Union[float, str, None]]] = None
         self._silent = False
         self._delay = 0.0
         self._drop_after: Optional[int] = None
@@ -963,12 +963,16 @@ class Backend:
 
         return self._call(run)
 
-    def refuse_websocket(self, status: Optional[int] = 503, retry_after: Optional[float] = None) -> None:
-        """Answer WebSocket upgrades with HTTP ``status`` (and ``Retry-After``) until called with None."""
+    def refuse_websocket(self, status: Optional[int] = 503, retry_after: Union[float, str, None] = None) -> None:
+        """Answer WebSocket upgrades with HTTP ``status`` (and ``Retry-After``) until called with None.
+
+        ``retry_after``: seconds, or a string sent as it is (an HTTP date, a malformed value)."""
         self._refuse_ws = None if status is None else (status, retry_after)
 
-    def refuse_sse(self, status: Optional[int] = 503, retry_after: Optional[float] = None) -> None:
-        """Answer SSE requests with HTTP ``status`` (and ``Retry-After``) until called with None."""
+    def refuse_sse(self, status: Optional[int] = 503, retry_after: Union[float, str, None] = None) -> None:
+        """Answer SSE requests with HTTP ``status`` (and ``Retry-After``) until called with None.
+
+        ``retry_after``: seconds, or a string sent as it is (an HTTP date, a malformed value)."""
         self._refuse_sse = None if status is None else (status, retry_after)
 
     def accept_then_close(self, enabled: bool = True, code: int = 1000) -> None:
@@ -1097,13 +1101,13 @@ class Backend:
         return web.json_response({"error": message}, status=status, headers=headers)
 
     @staticmethod
-    def _refusal(refusal: Tuple[int, Optional[float]], what: str) -> web.Response:
+    def _refusal(refusal: Tuple[int, Union[float, str, None]], what: str) -> web.Response:
         status, retry_after = refusal
-        headers = (
-            {"Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after)}
-            if retry_after is not None
-            else None
-        )
+        headers: Optional[Dict[str, str]] = None
+        if isinstance(retry_after, str):
+            headers = {"Retry-After": retry_after}
+        elif retry_after is not None:
+            headers = {"Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after)}
         if status == 204:
             return web.Response(status=204, headers=headers)
         return web.json_response(
