@@ -7,9 +7,13 @@ all joined by :meth:`RealtimeService.disconnect`:
 
 ``magk-supervisor-N``
     The retry loop and the heartbeat timer. Opens connections (the handshake
-    runs here), applies backoff, the circuit breaker and the recovery plan,
-    switches transports, sends pings, flushes the offline queue. It only ever
-    waits on an Event with a deadline, so ``disconnect()`` interrupts any wait.
+    runs here, holding no reference to the service), applies backoff, the
+    circuit breaker and the recovery plan, switches transports, sends pings,
+    flushes the offline queue. It only ever waits on an Event with a deadline
+    (clamped to ``threading.TIMEOUT_MAX``; a server's ``Retry-After`` is capped
+    at ``max_retry_after_ms``), so ``disconnect()`` interrupts any wait. It
+    never dies of an exception: anything unexpected ends the session in
+    ``error``, reported to error listeners.
 ``magk-reader-N-M``
     One per live connection: blocks on ``transport.receive()``, decodes,
     answers server pings, drops duplicates, and hands batches to the
@@ -18,7 +22,9 @@ all joined by :meth:`RealtimeService.disconnect`:
     Takes batches from a ``SimpleQueue`` in order and calls subscriptions and
     listeners with no lock held. A callback that raises is logged, counted and
     reported to error listeners; delivery goes on. A callback may call any
-    public method, ``disconnect()`` included.
+    public method, ``disconnect()`` included. Once ``disconnect()`` ends
+    delivery (``_DispatchControl.discard``) it calls nothing more and counts
+    what is left (``discarded_on_close``).
 
 Public methods are safe from any thread. ``self._lock`` guards mutable state
 and is never held while user code, a transport call or a join runs.
@@ -110,7 +116,7 @@ _CONTROL = frozenset({MessageType.PING, MessageType.PONG, MessageType.HEARTBEAT}
 _HANDOFF_BACKLOG = 512
 #: The longest the reader waits for the dispatcher to catch up, per batch (seconds).
 _HANDOFF_WAIT = 0.005
-#: How long disconnect() waits, after its timeout, for the dispatcher to discard what is left.
+#: The end of disconnect()'s timeout kept for the dispatcher to discard what is left (seconds).
 _DISCARD_GRACE = 0.1
 _service_numbers = itertools.count(1)
 _STOP = object()
@@ -373,7 +379,9 @@ class RealtimeService:
         error), and :class:`MagkTimeoutError` if ``timeout`` seconds pass first; in both
         cases the background attempts stop. :meth:`disconnect` or :meth:`close` from
         another thread (or a callback) makes it raise :class:`ConnectCancelledError` at
-        once. Calling it while connected does nothing.
+        once. It returns once a connection was made, even one lost again before the
+        waiting thread woke (the state listeners tell the rest). Calling it while
+        connected does nothing.
         """
         with self._lock:
             if self._closed:
@@ -503,10 +511,10 @@ class RealtimeService:
         if dispatcher is current:
             control.discard = True  # called from a callback: nothing more once it returns
             return
-        dispatcher.join(max(0.0, deadline - time.monotonic()))
+        dispatcher.join(max(0.0, deadline - _DISCARD_GRACE - time.monotonic()))
         if dispatcher.is_alive():
             control.discard = True
-            dispatcher.join(_DISCARD_GRACE)
+            dispatcher.join(max(0.0, deadline - time.monotonic()))
             if dispatcher.is_alive():
                 logger.warning("a callback is still running after the disconnect timeout; nothing more is delivered")
 
@@ -799,10 +807,14 @@ class RealtimeService:
 
     def _supervisor_done(self, stop: threading.Event) -> None:
         with self._lock:
-            conn = self._conn if self._stop is stop else None
+            mine = self._stop is stop  # not a later session's
+            conn = self._conn if mine else None
+            opening = self._opening if mine else None
+        if opening is not None:  # a handshake that ended in an internal error
+            opening.close()
         self._teardown_connection(conn)
         with self._lock:
-            if self._stop is stop:  # not a later session's
+            if self._stop is stop:
                 if self._conn is conn:
                     self._conn = None
                 self._opening = None
