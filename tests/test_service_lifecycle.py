@@ -130,6 +130,22 @@ def test_huge_retry_after_is_capped_and_retried(
     assert any("Retry-After" in line and "capped" in line for line in service_log.lines.items)
 
 
+def test_huge_sse_retry_field_is_capped() -> None:
+    # ``retry: 100000000000`` (ms, ~3 years) on the stream, then a drop: the reconnect comes after the cap
+    with Backend(sse_retry_ms=10**11) as server:
+        states = StateRecorder()
+        service = make_sse(server.event_source_url, max_retry_after_ms=200)
+        service.on_connection_state_change(states)
+        try:
+            service.connect(timeout=10)
+            server.wait_for_connections(1, transport="sse")
+            server.drop_connections()
+            states.wait_state(ConnectionState.CONNECTED, count=2, timeout=10)
+        finally:
+            service.disconnect()
+        assert server.sse_connects == 2
+
+
 def test_max_retry_after_ms_is_a_validated_config_field() -> None:
     from magk_client import ConfigError, RealtimeConnectionConfig
 
