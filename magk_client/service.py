@@ -494,7 +494,7 @@ class RealtimeService:
         if conn is not None:
             conn.transport.close()
         if supervisor is not None and supervisor is not current:
-            supervisor.join(max(0.0, deadline - time.monotonic()))
+            supervisor.join(_bounded_wait(deadline - time.monotonic()))
             if supervisor.is_alive():
                 logger.warning("supervisor thread did not end within the disconnect timeout")
         with self._lock:
@@ -511,10 +511,10 @@ class RealtimeService:
         if dispatcher is current:
             control.discard = True  # called from a callback: nothing more once it returns
             return
-        dispatcher.join(max(0.0, deadline - _DISCARD_GRACE - time.monotonic()))
+        dispatcher.join(_bounded_wait(deadline - _DISCARD_GRACE - time.monotonic()))
         if dispatcher.is_alive():
             control.discard = True
-            dispatcher.join(max(0.0, deadline - time.monotonic()))
+            dispatcher.join(_bounded_wait(deadline - time.monotonic()))
             if dispatcher.is_alive():
                 logger.warning("a callback is still running after the disconnect timeout; nothing more is delivered")
 
@@ -1367,8 +1367,9 @@ class RealtimeService:
 
 
 def _bounded_wait(seconds: float) -> float:
-    """``seconds`` as a timeout ``Event.wait`` accepts: above ``threading.TIMEOUT_MAX`` it raises
-    OverflowError (a huge backoff, breaker or server wait must never kill the supervisor)."""
+    """``seconds`` as a timeout ``Event.wait``/``Thread.join`` accept: above ``threading.TIMEOUT_MAX``
+    they raise OverflowError (a huge backoff, breaker or server wait must never kill the supervisor).
+    Negative: 0; NaN (a broken computation): 1 s, so that the supervisor cannot spin."""
     if math.isnan(seconds):
         return 1.0
     return min(max(0.0, seconds), threading.TIMEOUT_MAX)
