@@ -911,6 +911,8 @@ class RealtimeService:
             self._heartbeat.start(now)
             if ctype is not self._config.preferred_type:
                 self._next_preferred_try = now + self._config.preferred_retry_interval_ms / 1000.0
+            # Nothing waiting offline: sends go out directly from the moment connect() returns.
+            self._direct_send = len(self._outbox) == 0
             self._set_state_locked(ConnectionState.CONNECTED, None)
         self._start_reader(conn)
         logger.debug("connected over %s (connection %d)", ctype.value, conn.number)

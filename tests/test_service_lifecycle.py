@@ -383,6 +383,19 @@ def test_dropped_service_in_a_cycle_is_collected_at_once(server: Backend) -> Non
 # 8: every transition reaches the listeners, in order
 
 
+def test_send_right_after_connect_goes_out_directly(server: Backend) -> None:
+    # connected with nothing queued offline: a send is not queued behind the supervisor's flush
+    service = make_ws(server.websocket_url)
+    try:
+        for i in range(5):
+            service.connect()
+            assert service.send_message({"type": "node_log", "data": {"i": i}}) is True
+            service.disconnect()
+    finally:
+        service.disconnect()
+    server.wait_for_received(5)
+
+
 def test_every_transition_reaches_listeners_in_order(server: Backend) -> None:
     states = StateRecorder()
     service = make_ws(server.websocket_url)
