@@ -150,7 +150,8 @@ class RealtimeConnectionConfig(_ConfigBase):
     Durations are milliseconds. Python additions: ``api_key``, ``max_message_size``,
     ``max_json_depth``, TLS (``verify_tls``, ``ca_bundle``, ``client_cert``),
     ``min_stable_connection_ms``, ``preferred_retry_interval_ms``, the circuit
-    breaker, dispatch and de-duplication bounds, and the opt-ins
+    breaker, dispatch and de-duplication bounds, ``max_retry_after_ms`` (the cap
+    on a wait the server asks for), and the opt-ins
     ``token_in_query`` and ``allow_insecure_auth``.
 
     With only one of ``websocket_url`` and ``event_source_url`` set,
@@ -216,6 +217,8 @@ class RealtimeConnectionConfig(_ConfigBase):
     circuit_breaker_reset_ms: float = 30000
     max_dispatch_queue: int = 100000
     dedup_window: int = 10000
+    #: the longest wait a server may ask for (``Retry-After``, SSE ``retry:``); longer ones are capped
+    max_retry_after_ms: float = 300000
 
     def __post_init__(self) -> None:
         try:
@@ -244,6 +247,7 @@ class RealtimeConnectionConfig(_ConfigBase):
             "message_timeout_ms",
             "preferred_retry_interval_ms",
             "circuit_breaker_reset_ms",
+            "max_retry_after_ms",
         ):
             _positive(name, getattr(self, name))
         _positive("min_stable_connection_ms", self.min_stable_connection_ms, allow_zero=True)

@@ -7,6 +7,7 @@ translated at the transport boundary, so user code never has to import them::
     MagkError
      +-- ConfigError (also ValueError)        a bad config value or argument
      +-- ClientClosedError                    use after close()
+     +-- ConnectCancelledError                a waiting connect() ended by disconnect()/close()
      +-- NotConnectedError                    send while offline with no queue
      +-- QueueFullError                       the offline queue refused a message
      +-- MagkConnectionError                     something went wrong with a connection
@@ -43,6 +44,7 @@ __all__ = [
     "ClientClosedError",
     "CommandError",
     "CommandTimeout",
+    "ConnectCancelledError",
     "ConfigError",
     "MagkConnectionError",
     "ErrorCategory",
@@ -84,6 +86,11 @@ class ConfigError(MagkError, ValueError):
 
 class ClientClosedError(MagkError):
     """The client was closed; it cannot be used again."""
+
+
+class ConnectCancelledError(MagkError):
+    """A :meth:`connect` that was waiting ended because :meth:`disconnect` or :meth:`close`
+    was called (from another thread or a callback) before the connection was made."""
 
 
 class NotConnectedError(MagkError):

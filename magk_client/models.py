@@ -220,5 +220,7 @@ class ConnectionHealth:
     queue_expired: int = 0
     dispatch_queue_size: int = 0
     dispatch_dropped: int = 0
+    #: messages still waiting for the dispatcher when disconnect() ended delivery (never delivered)
+    discarded_on_close: int = 0
     last_event_id: Optional[str] = None
     errors: List[str] = field(default_factory=list)

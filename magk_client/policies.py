@@ -29,6 +29,7 @@ from .models import CircuitState
 __all__ = [
     "Backoff",
     "CircuitBreaker",
+    "cap_server_wait",
     "HeartbeatMonitor",
     "ReconnectTracker",
     "RecoveryPlan",
@@ -42,6 +43,13 @@ def _finite_non_negative(value: Optional[float]) -> float:
     if value is None or math.isnan(value) or value < 0:
         return 0.0
     return float(value)
+
+
+def cap_server_wait(seconds: Optional[float], cap: float) -> float:
+    """A wait the server asked for (``Retry-After``, SSE ``retry:``; seconds) as a usable delay:
+    ``None``, NaN and negatives become 0.0; anything above ``cap`` becomes ``cap``, so a hostile or
+    broken ``Retry-After: 99999999999`` cannot park the client for centuries (or overflow a wait)."""
+    return min(_finite_non_negative(seconds), cap)
 
 
 def _check_seconds(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -602,8 +610,12 @@ def recovery_plan(
     *,
     auto_reconnect: bool,
     fallback_available: bool,
+    max_delay_floor: float = math.inf,
 ) -> RecoveryPlan:
     """Map an error to a :class:`RecoveryPlan` through the category's strategies.
+
+    ``delay_floor`` is the error's ``retry_after`` capped at ``max_delay_floor`` seconds
+    (the service passes ``max_retry_after_ms``; see :func:`cap_server_wait`).
 
     * ``reconnect`` needs ``RECONNECT`` among the strategies and ``auto_reconnect``.
     * ``fallback`` needs ``FALLBACK_CONNECTION`` and ``fallback_available`` (the
@@ -622,7 +634,7 @@ def recovery_plan(
         queue_offline=RecoveryStrategy.QUEUE_OFFLINE in strategies,
         notify=terminal or RecoveryStrategy.NOTIFY_ONLY in strategies,
         escalate=RecoveryStrategy.ESCALATE in strategies,
-        delay_floor=_finite_non_negative(error.retry_after),
+        delay_floor=cap_server_wait(error.retry_after, max_delay_floor),
         floor_range=close_code_floor(error.close_code),
         terminal=terminal,
     )

@@ -7,9 +7,13 @@ all joined by :meth:`RealtimeService.disconnect`:
 
 ``magk-supervisor-N``
     The retry loop and the heartbeat timer. Opens connections (the handshake
-    runs here), applies backoff, the circuit breaker and the recovery plan,
-    switches transports, sends pings, flushes the offline queue. It only ever
-    waits on an Event with a deadline, so ``disconnect()`` interrupts any wait.
+    runs here, holding no reference to the service), applies backoff, the
+    circuit breaker and the recovery plan, switches transports, sends pings,
+    flushes the offline queue. It only ever waits on an Event with a deadline
+    (clamped to ``threading.TIMEOUT_MAX``; a server's ``Retry-After`` is capped
+    at ``max_retry_after_ms``), so ``disconnect()`` interrupts any wait. It
+    never dies of an exception: anything unexpected ends the session in
+    ``error``, reported to error listeners.
 ``magk-reader-N-M``
     One per live connection: blocks on ``transport.receive()``, decodes,
     answers server pings, drops duplicates, and hands batches to the
@@ -18,7 +22,9 @@ all joined by :meth:`RealtimeService.disconnect`:
     Takes batches from a ``SimpleQueue`` in order and calls subscriptions and
     listeners with no lock held. A callback that raises is logged, counted and
     reported to error listeners; delivery goes on. A callback may call any
-    public method, ``disconnect()`` included.
+    public method, ``disconnect()`` included. Once ``disconnect()`` ends
+    delivery (``_DispatchControl.discard``) it calls nothing more and counts
+    what is left (``discarded_on_close``).
 
 Public methods are safe from any thread. ``self._lock`` guards mutable state
 and is never held while user code, a transport call or a join runs.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
+import math
 import queue
 import random
 import threading
@@ -57,6 +64,7 @@ from .errors import (
     CircuitOpenError,
     ClientClosedError,
     ConfigError,
+    ConnectCancelledError,
     MagkConnectionError,
     MagkError,
     MagkTimeoutError,
@@ -79,8 +87,10 @@ from .policies import (
     CircuitBreaker,
     HeartbeatMonitor,
     ReconnectTracker,
+    cap_server_wait,
     recovery_plan,
 )
+from .reclaim import StepGate
 from .router import Subscription, SubscriptionRouter
 from .security import (
     auth_headers,
@@ -117,6 +127,8 @@ _ANSWER = "command_response"
 _HANDOFF_BACKLOG = 512
 #: The longest the reader waits for the dispatcher to catch up, per batch (seconds).
 _HANDOFF_WAIT = 0.005
+#: The end of disconnect()'s timeout kept for the dispatcher to discard what is left (seconds).
+_DISCARD_GRACE = 0.1
 _service_numbers = itertools.count(1)
 
 
@@ -142,6 +154,16 @@ class _Notice:
     error: Optional[BaseException] = None
 
 
+class _DispatchControl:
+    """Shared by one dispatcher thread and ``disconnect()``: set ``discard`` and the dispatcher
+    calls nothing more; what is still queued is counted in ``discarded_on_close`` and dropped."""
+
+    __slots__ = ("discard",)
+
+    def __init__(self) -> None:
+        self.discard = False
+
+
 class _Connection:
     """One live transport and its reader thread (owned by the supervisor)."""
 
@@ -154,6 +176,34 @@ class _Connection:
         self.opened_at = now
         self.reader: Optional[threading.Thread] = None
         self.error: Optional[MagkConnectionError] = None
+
+
+class _Handshake:
+    """A handshake the supervisor makes holding no reference to the service (so a service dropped
+    while its supervisor waits on the network can be collected), then hands to ``finish``."""
+
+    __slots__ = ("conn", "ctype", "error", "finish", "last_event_id", "transport")
+
+    def __init__(
+        self,
+        transport: Transport,
+        ctype: ConnectionType,
+        last_event_id: Optional[str],
+        finish: Callable[[RealtimeService, _Handshake, threading.Event], Optional[float]],
+        conn: Optional[_Connection] = None,
+    ) -> None:
+        self.transport = transport
+        self.ctype = ctype
+        self.last_event_id = last_event_id
+        self.finish = finish  # an unbound method: called as finish(service, handshake, stop)
+        self.conn = conn  # the live connection a switch-back probe replaces
+        self.error: Optional[MagkConnectionError] = None
+
+    def run(self) -> None:
+        try:
+            self.transport.open(last_event_id=self.last_event_id)
+        except MagkConnectionError as err:
+            self.error = err
 
 
 def _coerce_config(
@@ -299,6 +349,8 @@ class RealtimeService:
         self._transformers = codec.TransformerRegistry()
         self._rng = random.Random()
         self._dispatch_q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._dispatch_control = _DispatchControl()
+        self._gate = StepGate()  # shared by this service's threads (see _supervisor_main)
         self._state = ConnectionState.DISCONNECTED
         self._ctype = cfg.preferred_type
         self._conn: Optional[_Connection] = None
@@ -327,6 +379,7 @@ class RealtimeService:
         #: set by the dispatcher when it has delivered every batch handed to it
         self._caught_up = threading.Event()
         self._delivered = 0  # dispatcher
+        self._discarded_on_close = 0  # dispatcher
         self._callback_errors = 0  # dispatcher
         self._sent = 0  # lock
         self._total_reconnects = 0  # lock
@@ -397,9 +450,13 @@ class RealtimeService:
         keep trying in the background).
 
         Raises the classified error (:class:`AuthError`, :class:`NetworkError`, ...)
-        when the service gives up (a terminal error, or attempts exhausted), and
-        :class:`MagkTimeoutError` if ``timeout`` seconds pass first; in both cases the
-        background attempts stop. Calling it while connected does nothing.
+        when the service gives up (a terminal error, attempts exhausted, an internal
+        error), and :class:`MagkTimeoutError` if ``timeout`` seconds pass first; in both
+        cases the background attempts stop. :meth:`disconnect` or :meth:`close` from
+        another thread (or a callback) makes it raise :class:`ConnectCancelledError` at
+        once. It returns once a connection was made, even one lost again before the
+        waiting thread woke (the state listeners tell the rest). Calling it while
+        connected does nothing.
         """
         with self._lock:
             if self._closed:
@@ -409,6 +466,7 @@ class RealtimeService:
                 self._start_session_locked()
             elif self._state is ConnectionState.CONNECTED:
                 return
+            session, connects = self._stop, self._session_connects  # the session this call waits for
         if not wait:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -417,8 +475,14 @@ class RealtimeService:
             while True:
                 if self._state is ConnectionState.CONNECTED:
                     return
-                if self._session_error is not None:
-                    err = self._session_error
+                if self._stop is session and self._session_connects > connects:
+                    return  # it connected, and lost that connection before this thread woke up
+                if session.is_set() or self._session_error is not None:
+                    # the session ended: gave up, or ended by disconnect()/close()/another connect()
+                    if self._stop is session and self._session_error is not None:
+                        err = self._session_error
+                    else:  # ...and another session has started since
+                        err = ConnectCancelledError("connect() was cancelled by disconnect()")
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -428,7 +492,7 @@ class RealtimeService:
         if err is None:
             last = self._errors[-1] if self._errors else "no attempt finished"
             err = MagkTimeoutError(f"could not connect within {timeout} s (last error: {last})")
-        self._shutdown(5.0, ConnectionState.ERROR, err)
+        self._shutdown(5.0, ConnectionState.ERROR, err, session=session)
         raise err
 
     def _start_session_locked(self) -> None:
@@ -437,73 +501,106 @@ class RealtimeService:
         self._session_error = None
         self._session_connects = 0
         self._tracker.reset()
+        # A half-open probe of an earlier session that ended without an outcome is given back.
+        self._breaker.release_probe(time.monotonic())
         self._ctype = self._config.preferred_type
-        self._set_state_locked(ConnectionState.CONNECTING, None)
         if self._dispatcher is None or not self._dispatcher.is_alive():
             self._dispatch_q = queue.SimpleQueue()
+            self._dispatch_control = _DispatchControl()
             self._dispatcher = threading.Thread(
                 target=_dispatcher_main,
-                args=(weakref.ref(self), self._dispatch_q),
+                args=(weakref.ref(self), self._gate, self._dispatch_q, self._dispatch_control),
                 name=f"magk-dispatcher-{self._number}",
                 daemon=True,
             )
             self._dispatcher.start()
         self._handles.stop, self._handles.wake, self._handles.queue = self._stop, self._wake, self._dispatch_q
+        self._set_state_locked(ConnectionState.CONNECTING, None)  # into this session's queue
         self._supervisor = threading.Thread(
             target=_supervisor_main,
-            args=(weakref.ref(self), self._stop, self._wake),
+            args=(weakref.ref(self), self._gate, self._stop, self._wake),
             name=f"magk-supervisor-{self._number}",
             daemon=True,
         )
         self._supervisor.start()
 
     def disconnect(self, timeout: float = 5.0) -> None:
-        """Close the connection and end every thread this service started.
+        """Close the connection and end every thread this service started, within
+        ``timeout`` seconds.
 
-        Events already received are delivered first (for at most ``timeout``
-        seconds). Safe from any thread; from inside a callback the dispatcher
-        thread ends as soon as that callback returns. The state becomes
-        ``disconnected``; :meth:`connect` may be called again.
+        Events already received are delivered first, for what is left of ``timeout``;
+        then delivery stops: what is still queued is discarded and counted
+        (``discarded_on_close`` in :meth:`get_connection_health`), and after this
+        returns no callback or listener is called (one already running when the
+        timeout expires cannot be interrupted; it is left to finish, and logged).
+        From inside a callback nothing more is delivered once that callback returns.
+        A :meth:`connect` waiting in another thread raises
+        :class:`ConnectCancelledError` at once. Safe from any thread. The state
+        becomes ``disconnected``; :meth:`connect` may be called again.
         """
         self._shutdown(timeout, ConnectionState.DISCONNECTED, None)
 
-    def _shutdown(self, timeout: float, final: ConnectionState, error: Optional[MagkError]) -> None:
+    def _shutdown(
+        self,
+        timeout: float,
+        final: ConnectionState,
+        error: Optional[MagkError],
+        *,
+        cause: str = "disconnect()",
+        session: Optional[threading.Event] = None,
+    ) -> None:
+        """End the session (``session``: only if it is still that one) within ``timeout`` s (any thread)."""
         current = threading.current_thread()
+        deadline = time.monotonic() + max(0.0, timeout)
         with self._lock:
-            supervisor, dispatcher = self._supervisor, self._dispatcher
-            self._stop.set()
+            if session is not None and self._stop is not session:
+                return  # that session was ended, and another started, meanwhile
+            supervisor, dispatcher, control = self._supervisor, self._dispatcher, self._dispatch_control
+            stop = self._stop
+            stop.set()
             self._wake.set()
+            if self._session_error is None:  # what a connect() waiting for this session raises, now
+                self._session_error = error or ConnectCancelledError(f"connect() was cancelled by {cause}")
+            self._changed.notify_all()
             conn, opening = self._conn, self._opening
             self._direct_send = False
         if opening is not None:
             opening.close()
         if conn is not None:
             conn.transport.close()
-        deadline = time.monotonic() + max(timeout, self._config.connection_timeout_ms / 1000.0 + 1.0)
         if supervisor is not None and supervisor is not current:
-            supervisor.join(max(0.0, deadline - time.monotonic()))
+            supervisor.join(_bounded_wait(deadline - time.monotonic()))
             if supervisor.is_alive():
-                logger.warning("supervisor thread did not end within the disconnect timeout")
+                self._logger.warning("supervisor thread did not end within the disconnect timeout")
         with self._lock:
             if self._supervisor is supervisor:
                 self._supervisor = None
+            if self._stop is not stop:
+                return  # a connect() in another thread started a new session meanwhile: it owns the dispatcher
             if self._state is not final and self._state is not ConnectionState.CLOSED:
                 self._set_state_locked(final, error)
             self._dispatcher = None
             self._dispatch_q.put(_STOP)
-        if dispatcher is not None and dispatcher is not current:
-            dispatcher.join(max(0.1, deadline - time.monotonic()))
+        if dispatcher is None:
+            return
+        if dispatcher is current:
+            control.discard = True  # called from a callback: nothing more once it returns
+            return
+        dispatcher.join(_bounded_wait(deadline - _DISCARD_GRACE - time.monotonic()))
+        if dispatcher.is_alive():
+            control.discard = True
+            dispatcher.join(_bounded_wait(deadline - time.monotonic()))
             if dispatcher.is_alive():
-                logger.warning("a callback is still running after the disconnect timeout")
+                self._logger.warning(
+                    "a callback is still running after the disconnect timeout; nothing more is delivered"
+                )
 
     def close(self) -> None:
-        """Disconnect for good: later calls raise :class:`ClientClosedError`. Idempotent."""
-        self.disconnect()
+        """Disconnect for good (state ``closed``): later calls raise :class:`ClientClosedError`.
+        Idempotent; like :meth:`disconnect` otherwise (default timeout)."""
         with self._lock:
             self._closed = True
-            if self._state is not ConnectionState.CLOSED:
-                self._state = ConnectionState.CLOSED
-                self._changed.notify_all()
+        self._shutdown(5.0, ConnectionState.CLOSED, None, cause="close()")
 
     def reconnect(self, timeout: Optional[float] = None) -> None:
         """Drop the current connection (if any) and connect again at once, resuming
@@ -762,6 +859,7 @@ class RealtimeService:
                 queue_expired=self._outbox.expired,
                 dispatch_queue_size=max(0, self._enqueued - self._dispatched),
                 dispatch_dropped=self._dispatch_dropped,
+                discarded_on_close=self._discarded_on_close,
                 last_event_id=self._delivery.last_event_id,
                 errors=list(self._errors[-10:]),
             )
@@ -822,25 +920,39 @@ class RealtimeService:
 
     # ------------------------------------------------------------------ supervisor
 
-    def _supervise_step(self, stop: threading.Event) -> Optional[float]:
+    def _supervise_step(self, stop: threading.Event) -> Union[float, _Handshake, None]:
         """One turn of the supervisor: attempt or watch. Returns how long to wait before
-        the next turn (woken early by ``wake``), or None to end the session."""
-        try:
-            conn = self._conn
-            if conn is None:
-                return self._attempt(stop)
-            return self._watch(conn, stop)
-        except Exception:
-            logger.exception("supervisor failed")
-            with self._lock:
-                self._session_error = MagkError("internal error in the supervisor thread")
-                self._set_state_locked(ConnectionState.ERROR, self._session_error)
-            return None
+        the next turn (woken early by ``wake``), None to end the session, or a handshake
+        to make (with no reference to the service) and finish."""
+        conn = self._conn
+        if conn is None:
+            return self._attempt(stop)
+        return self._watch(conn, stop)
 
-    def _supervisor_done(self) -> None:
-        self._teardown_connection(self._conn)
+    def _supervisor_failed(self, exc: Exception, stop: threading.Event) -> None:
+        """Anything unexpected in the supervisor ends the session in ``error``, reported (supervisor)."""
+        self._logger.error("internal error in the supervisor thread", exc_info=exc)
+        if stop.is_set():
+            return  # ending anyway (disconnect, close, a connect timeout): nothing to report
+        err = MagkError(f"internal error in the supervisor thread ({type(exc).__name__}); see the log")
+        err.__cause__ = exc
+        self._give_up(err)
+
+    def _supervisor_done(self, stop: threading.Event) -> None:
         with self._lock:
-            self._opening = None
+            mine = self._stop is stop  # not a later session's
+            conn = self._conn if mine else None
+            opening = self._opening if mine else None
+        if opening is not None:  # a handshake that ended in an internal error
+            opening.close()
+        self._teardown_connection(conn)
+        with self._lock:
+            if self._stop is stop:
+                if self._conn is conn:
+                    self._conn = None
+                self._opening = None
+                # a half-open probe that ended without an outcome (stopped, failed) is given back
+                self._breaker.release_probe(time.monotonic())
             self._changed.notify_all()
 
     def _make_transport(self, ctype: ConnectionType) -> Transport:
@@ -881,8 +993,9 @@ class RealtimeService:
             return ConnectionType.EVENTSOURCE if cfg.event_source_url else None
         return ConnectionType.WEBSOCKET if cfg.websocket_url else None
 
-    def _attempt(self, stop: threading.Event) -> Optional[float]:
-        """Make one connection attempt (supervisor); the wait before the next turn, or None."""
+    def _attempt(self, stop: threading.Event) -> Union[float, _Handshake, None]:
+        """Start one connection attempt (supervisor): the handshake to make, else the wait
+        before the next turn, or None. :meth:`_opened` finishes it."""
         now = time.monotonic()
         with self._lock:
             if not self._breaker.allow(now):
@@ -904,9 +1017,12 @@ class RealtimeService:
             if stop.is_set():
                 return None
             self._opening = transport
-        try:
-            transport.open(last_event_id=self._delivery.last_event_id or None)
-        except MagkConnectionError as err:
+        return _Handshake(transport, ctype, self._delivery.last_event_id or None, RealtimeService._opened)
+
+    def _opened(self, handshake: _Handshake, stop: threading.Event) -> Optional[float]:
+        """Finish a connection attempt (supervisor); the wait before the next turn, or None."""
+        transport, ctype, err = handshake.transport, handshake.ctype, handshake.error
+        if err is not None:
             with self._lock:
                 self._opening = None
             transport.close()
@@ -928,6 +1044,8 @@ class RealtimeService:
             self._heartbeat.start(now)
             if ctype is not self._config.preferred_type:
                 self._next_preferred_try = now + self._config.preferred_retry_interval_ms / 1000.0
+            # Nothing waiting offline: sends go out directly from the moment connect() returns.
+            self._direct_send = len(self._outbox) == 0
             self._set_state_locked(ConnectionState.CONNECTED, None)
         self._start_reader(conn)
         self._logger.debug("connected over %s (connection %d)", ctype.value, conn.number)
@@ -937,7 +1055,7 @@ class RealtimeService:
     def _start_reader(self, conn: _Connection) -> None:
         reader = threading.Thread(
             target=_reader_main,
-            args=(weakref.ref(self), conn),
+            args=(weakref.ref(self), self._gate, conn),
             name=f"magk-reader-{self._number}-{conn.number}",
             daemon=True,
         )
@@ -967,7 +1085,7 @@ class RealtimeService:
                 with self._lock:
                     self._sent += 1
 
-    def _watch(self, conn: _Connection, stop: threading.Event) -> Optional[float]:
+    def _watch(self, conn: _Connection, stop: threading.Event) -> Union[float, _Handshake, None]:
         """Watch a live connection: heartbeat, preferred-transport retry (supervisor)."""
         cfg = self._config
         now = time.monotonic()
@@ -1018,29 +1136,34 @@ class RealtimeService:
                     self._fail_connection_locked(conn, err)
                 return 0.0
         if switch_back:
-            self._try_switch_back(conn, stop)
-            return 0.0
+            return self._try_switch_back(conn)
         return max(0.0, deadline - time.monotonic())
 
-    def _try_switch_back(self, conn: _Connection, stop: threading.Event) -> None:
-        """Probe the preferred transport; on success move to it, resuming (supervisor)."""
+    def _try_switch_back(self, conn: _Connection) -> Union[float, _Handshake]:
+        """Start probing the preferred transport (supervisor); :meth:`_switched` finishes it."""
         preferred = self._config.preferred_type
         try:
             probe = self._make_transport(preferred)
-            with self._lock:
-                self._opening = probe
-            # Stop the old reader first so every event it accepted counts for the resume id.
-            probe.open(last_event_id=self._delivery.last_event_id or None)
-        except (MagkConnectionError, ConfigError) as err:
+        except ConfigError as err:
             self._logger.debug("preferred transport still unavailable: %s", err)
-            with self._lock:
-                self._opening = None
-            return
+            return 0.0
+        with self._lock:
+            self._opening = probe
+        last_event_id = self._delivery.last_event_id or None
+        return _Handshake(probe, preferred, last_event_id, RealtimeService._switched, conn)
+
+    def _switched(self, handshake: _Handshake, stop: threading.Event) -> Optional[float]:
+        """On a successful probe, move to the preferred transport, resuming (supervisor)."""
+        probe, preferred, conn = handshake.transport, handshake.ctype, handshake.conn
         with self._lock:
             self._opening = None
-        if stop.is_set():
+        if handshake.error is not None:
+            self._logger.debug("preferred transport still unavailable: %s", handshake.error)
             probe.close()
-            return
+            return 0.0
+        if stop.is_set() or conn is None:
+            probe.close()
+            return 0.0
         self._logger.info("switching back to the preferred transport %s", preferred.value)
         # Close the secondary and let its reader finish handing over what it read;
         # the probe replays from the last accepted id and duplicates are dropped.
@@ -1058,6 +1181,7 @@ class RealtimeService:
             self._set_state_locked(ConnectionState.CONNECTED, None, force=True)  # a switch is an event
         self._start_reader(new)
         self._flush_outbox(new)
+        return 0.0
 
     def _teardown_connection(self, conn: Optional[_Connection]) -> None:
         if conn is None:
@@ -1100,11 +1224,13 @@ class RealtimeService:
         """Apply the recovery plan after a failed attempt or a lost connection (supervisor)."""
         now = time.monotonic()
         other = self._other(ctype)
+        cap = self._config.max_retry_after_ms / 1000.0
         plan = recovery_plan(
             error,
             self._recovery,
             auto_reconnect=self._config.auto_reconnect,
             fallback_available=other is not None,
+            max_delay_floor=cap,
         )
         self._report(error, escalate=plan.escalate, notify=plan.notify or plan.escalate)
         if stop.is_set():
@@ -1141,13 +1267,23 @@ class RealtimeService:
                 if other is self._config.preferred_type:
                     self._next_preferred_try = 0.0
                 self._logger.info("falling back from %s to %s", ctype.value, other.value)
-            floor = max(plan.draw_floor(self._rng), (transport.retry_ms or 0) / 1000.0)
+            floor = max(plan.draw_floor(self._rng), self._server_wait(error, transport, cap))
             delay = self._tracker.next_delay(self._rng, floor)
             if self._retry_now:
                 delay, self._retry_now = 0.0, False
             self._set_state_locked(ConnectionState.RECONNECTING, error)
         self._logger.debug("reconnecting in %.3f s after %s", delay, type(error).__name__)
         return None if stop.is_set() else delay
+
+    @staticmethod
+    def _server_wait(error: MagkConnectionError, transport: Transport, cap: float) -> float:
+        """The SSE ``retry:`` wait, capped at ``cap`` s; logs any wait the server asked for above it."""
+        for source, asked in (("Retry-After", error.retry_after), ("SSE retry:", (transport.retry_ms or 0) / 1000.0)):
+            if asked is not None and asked > cap:
+                logger.warning(
+                    "the server asked to wait %.0f s (%s); capped at %.0f s (max_retry_after_ms)", asked, source, cap
+                )
+        return cap_server_wait((transport.retry_ms or 0) / 1000.0, cap)
 
     def _give_up(self, error: MagkError) -> None:
         self._report(error, escalate=False)
@@ -1320,15 +1456,20 @@ class RealtimeService:
 
     # ------------------------------------------------------------------ dispatcher
 
-    def _dispatch(self, item: Any) -> None:
-        """Deliver one batch or notice (dispatcher thread, no lock held)."""
+    def _dispatch(self, item: Any, control: _DispatchControl) -> None:
+        """Deliver one batch or notice (dispatcher thread, no lock held), until ``control.discard``."""
         if type(item) is _Notice:
             self._deliver_notice(item)
             return
         match = self._router.match
         answers, workflow_event = self._answer_handler, MessageType.WORKFLOW_EVENT
         notices = 0
-        for message in item:  # the per-message hot path: keep it to lookups and calls
+        for index, message in enumerate(item):  # the per-message hot path: keep it to lookups and calls
+            if control.discard:  # disconnect() ended delivery
+                self._delivered += index - notices
+                self._dispatched += index
+                self._discard_batch(item[index:])
+                return
             if type(message) is _Notice:
                 notices += 1
                 self._deliver_notice(message)
@@ -1337,7 +1478,7 @@ class RealtimeService:
                 try:
                     answers(message)
                 except Exception:
-                    logger.warning("command answer handler raised", exc_info=True)
+                    self._logger.warning("command answer handler raised", exc_info=True)
                 continue
             for sub in match(message):
                 check = sub.filter
@@ -1348,6 +1489,25 @@ class RealtimeService:
                     self._callback_failed(sub, exc)
         self._delivered += len(item) - notices
         self._dispatched += len(item)
+        if self._dispatched == self._enqueued:
+            self._caught_up.set()
+
+    def _discard_batch(self, batch: List[Any]) -> None:
+        """Count a batch that will not be delivered (dispatcher, after ``disconnect()``)."""
+        self._discarded_on_close += sum(1 for m in batch if type(m) is not _Notice)
+        self._dispatched += len(batch)
+
+    def _discard_queued(self, item: Any, q: queue.SimpleQueue[Any]) -> None:
+        """Count ``item`` and everything still queued as discarded (dispatcher, after ``disconnect()``)."""
+        while True:
+            if type(item) is list:
+                self._discard_batch(item)
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                break
         if self._dispatched == self._enqueued:
             self._caught_up.set()
 
@@ -1391,41 +1551,93 @@ class RealtimeService:
 
 # ---------------------------------------------------------------------- thread entry points
 #
-# Threads hold the service only through a weak reference between turns, so a service
-# dropped without disconnect() (a re-run notebook cell) can be garbage collected; its
-# finalizer then stops the threads and closes the sockets.
+# Threads hold the service only through a weak reference between steps, and never while
+# they block (on the socket, the queue, a handshake or a wait), so a service dropped
+# without disconnect() (a re-run notebook cell) can be garbage collected; its finalizer then
+# stops the threads and closes the sockets. A step holds a strong reference for a moment:
+# a service in a reference cycle (a callback that uses it) that a full collection met in
+# that moment would survive it, so its threads collect again once none of them holds it
+# (reclaim.StepGate).
 
 
-def _supervisor_main(ref: weakref.ReferenceType[RealtimeService], stop: threading.Event, wake: threading.Event) -> None:
-    """Supervisor thread: the retry loop and heartbeat timer of one session."""
-    while not stop.is_set():
-        wake.clear()
+def _bounded_wait(seconds: float) -> float:
+    """``seconds`` as a timeout ``Event.wait``/``Thread.join`` accept: above ``threading.TIMEOUT_MAX``
+    they raise OverflowError (a huge backoff, breaker or server wait must never kill the supervisor).
+    Negative: 0; NaN (a broken computation): 1 s, so that the supervisor cannot spin."""
+    if math.isnan(seconds):
+        return 1.0
+    return min(max(0.0, seconds), threading.TIMEOUT_MAX)
+
+
+def _supervisor_main(
+    ref: weakref.ReferenceType[RealtimeService], gate: StepGate, stop: threading.Event, wake: threading.Event
+) -> None:
+    """Supervisor thread: the retry loop and heartbeat timer of one session.
+
+    It never dies of an exception: anything unexpected ends the session in ``error``,
+    reported to error listeners (a waiting ``connect()`` raises it)."""
+    try:
+        while not stop.is_set():
+            wake.clear()
+            token = gate.enter()
+            try:
+                service = ref()
+                if service is None:
+                    return
+                step = service._supervise_step(stop)
+                del service
+            finally:
+                gate.leave(token)
+            wait: Optional[float]
+            if isinstance(step, _Handshake):
+                step.run()  # the network wait: no reference to the service
+                token = gate.enter()
+                try:
+                    service = ref()
+                    if service is None:
+                        step.transport.close()
+                        return
+                    wait = step.finish(service, step, stop)
+                    del service
+                finally:
+                    gate.leave(token)
+            else:
+                wait = step
+            if wait is None:
+                break
+            if wait > 0:
+                wake.wait(_bounded_wait(wait))
+    except Exception as exc:  # noqa: BLE001 - logged and reported by _supervisor_failed
         service = ref()
-        if service is None:
-            return
-        wait = service._supervise_step(stop)
-        del service
-        if wait is None:
-            break
-        if wait > 0:
-            wake.wait(wait)
+        if service is not None:
+            try:
+                service._supervisor_failed(exc, stop)
+            except Exception:
+                logger.exception("supervisor failed, and so did reporting it")
     service = ref()
     if service is not None:
-        service._supervisor_done()
+        try:
+            service._supervisor_done(stop)
+        except Exception:
+            logger.exception("supervisor failed while ending its session")
 
 
-def _reader_main(ref: weakref.ReferenceType[RealtimeService], conn: _Connection) -> None:
+def _reader_main(ref: weakref.ReferenceType[RealtimeService], gate: StepGate, conn: _Connection) -> None:
     """Reader thread: receive, decode, answer pings, de-duplicate, hand over batches."""
     transport = conn.transport
     try:
         while True:
             items = transport.receive()
-            service = ref()
-            if service is None:
-                transport.close()
-                return
-            service._process(conn, items)
-            del service
+            token = gate.enter()
+            try:
+                service = ref()
+                if service is None:
+                    transport.close()
+                    return
+                service._process(conn, items)
+                del service
+            finally:
+                gate.leave(token)
     except MagkConnectionError as err:
         error: MagkConnectionError = err
     except Exception as exc:
@@ -1437,17 +1649,30 @@ def _reader_main(ref: weakref.ReferenceType[RealtimeService], conn: _Connection)
             service._fail_connection_locked(conn, error)
 
 
-def _dispatcher_main(ref: weakref.ReferenceType[RealtimeService], q: queue.SimpleQueue[Any]) -> None:
-    """Dispatcher thread: deliver batches and notices in order, no lock held."""
+def _dispatcher_main(
+    ref: weakref.ReferenceType[RealtimeService],
+    gate: StepGate,
+    q: queue.SimpleQueue[Any],
+    control: _DispatchControl,
+) -> None:
+    """Dispatcher thread: deliver batches and notices in order, no lock held; once
+    ``disconnect()`` sets ``control.discard``, count what is left and end."""
     while True:
         item = q.get()
         if item is _STOP:
             return
-        service = ref()
-        if service is None:
-            return
-        service._dispatch(item)
-        del service
+        token = gate.enter()
+        try:
+            service = ref()
+            if service is None:
+                return
+            if control.discard:
+                service._discard_queued(item, q)
+                return
+            service._dispatch(item, control)
+            del service
+        finally:
+            gate.leave(token)
 
 
 class _Handles:

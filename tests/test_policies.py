@@ -27,6 +27,7 @@ from magk_client.policies import (
     HeartbeatMonitor,
     ReconnectTracker,
     RecoveryPlan,
+    cap_server_wait,
     close_code_floor,
     recovery_plan,
 )
@@ -572,6 +573,18 @@ def test_plan_retry_after_floor() -> None:
     # docs/faults.rst row 14: next attempt >= 3 s whatever the jitter draws
     assert all(b.delay(0, random.Random(s), p.draw_floor(random.Random(s))) >= 3.0 for s in range(200))
     assert _plan(ServerError("x", retry_after=-5.0)).delay_floor == 0.0
+
+
+def test_plan_retry_after_is_capped() -> None:
+    # a hostile Retry-After (99999999999 s, or a date in the year 9999) becomes the cap, not centuries
+    huge = ServerError("x", retry_after=251_000_000_000.0)
+    assert _plan(huge).delay_floor == 251_000_000_000.0  # uncapped unless asked
+    p = recovery_plan(huge, ErrorRecoveryConfig(), auto_reconnect=True, fallback_available=False, max_delay_floor=300.0)
+    assert p.delay_floor == 300.0 and p.draw_floor(random.Random(0)) == 300.0
+    assert cap_server_wait(2.0, 300.0) == 2.0
+    assert cap_server_wait(math.inf, 300.0) == 300.0
+    for nothing in (None, math.nan, -1.0):
+        assert cap_server_wait(nothing, 300.0) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -378,12 +378,14 @@ class Backend(RecordsView):
         """Close every WebSocket with ``code`` and end every SSE stream cleanly. Returns how many."""
         return self._loop.call(lambda: self._hub.close_all(code, reason))
 
-    def refuse_websocket(self, status: Optional[int] = 503, retry_after: Optional[float] = None) -> None:
-        """Answer WebSocket upgrades with HTTP ``status`` (and ``Retry-After``) until called with None."""
+    def refuse_websocket(self, status: Optional[int] = 503, retry_after: Union[float, str, None] = None) -> None:
+        """Answer WebSocket upgrades with HTTP ``status`` (and ``Retry-After``: seconds, or a string sent as
+        it is) until called with None."""
         self._faults.refuse_ws = None if status is None else (status, retry_after)
 
-    def refuse_sse(self, status: Optional[int] = 503, retry_after: Optional[float] = None) -> None:
-        """Answer SSE requests with HTTP ``status`` (and ``Retry-After``) until called with None."""
+    def refuse_sse(self, status: Optional[int] = 503, retry_after: Union[float, str, None] = None) -> None:
+        """Answer SSE requests with HTTP ``status`` (and ``Retry-After``: seconds, or a string sent as it is)
+        until called with None."""
         self._faults.refuse_sse = None if status is None else (status, retry_after)
 
     def accept_then_close(self, enabled: bool = True, code: int = 1000) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 
 from aiohttp import web
 
@@ -41,7 +41,8 @@ BAD_KINDS = (
 )
 
 #: HTTP status and Retry-After seconds of a refused handshake.
-Refusal = Tuple[int, Optional[float]]
+#: an injected refusal: (HTTP status, Retry-After seconds, or a string sent as it is)
+Refusal = Tuple[int, Union[float, str, None]]
 
 
 @dataclass
@@ -133,11 +134,11 @@ def refusal_response(refusal: Refusal, what: str, error: Optional[str] = None) -
     """An injected refusal: ``status`` with ``Retry-After`` when given and ``{"error": ...}`` (``error``,
     or a text naming ``what``)."""
     status, retry_after = refusal
-    headers = (
-        {"Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after)}
-        if retry_after is not None
-        else None
-    )
+    headers: Optional[Dict[str, str]] = None
+    if isinstance(retry_after, str):  # sent as it is: an HTTP date, or a malformed value
+        headers = {"Retry-After": retry_after}
+    elif retry_after is not None:
+        headers = {"Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after)}
     if status == 204:
         return web.Response(status=204, headers=headers)
     text = error if error is not None else f"{what} refused (fault injection)"
