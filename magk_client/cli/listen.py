@@ -1,7 +1,8 @@
 """``magk-client listen``: a backend's events on stdout, one JSON object (the wire envelope) a line.
 
 Filters (``--type``, ``--workflow``, ``--node``) are the service's subscription filters; command
-answers, acknowledgements and heartbeats are not events and never appear. The dispatcher thread
+answers, acknowledgements and heartbeats are not events and never appear, nor (unless ``--type``
+names it) each connection's ``subscription_ack``. The dispatcher thread
 only queues messages; the main thread writes them, so Ctrl-C, ``--count`` and ``--timeout`` end
 the command between two lines. Nothing but events goes to stdout: notes, with ``-v``, go to stderr.
 
@@ -18,7 +19,7 @@ import time
 from typing import Any
 
 from .. import codec
-from ..models import RealtimeMessage
+from ..models import MessageType, RealtimeMessage
 from ._common import (
     CliError,
     ConnectionWatch,
@@ -69,8 +70,13 @@ def run(args: argparse.Namespace) -> int:
     adapter = build_adapter(args)
     with session(adapter):
         conn = ConnectionWatch(adapter, notes.put if verbose else None)
+        types = split_types(args.types)
         adapter.service.subscribe(
-            split_types(args.types), inbox.put, workflow_id=args.workflow, node_id=args.node
+            types,
+            inbox.put,
+            workflow_id=args.workflow,
+            node_id=args.node,
+            filter=None if types else _not_bookkeeping,
         )
         connect(adapter, args)
         if verbose:
@@ -93,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
             out.flush()
             seen += 1
     return 0
+
+
+def _not_bookkeeping(message: RealtimeMessage) -> bool:
+    """Without ``--type``: everything but each connection's ``subscription_ack``."""
+    return message.type != MessageType.SUBSCRIPTION_ACK
 
 
 def _drain(notes: queue.SimpleQueue[str]) -> None:

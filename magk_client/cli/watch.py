@@ -78,8 +78,14 @@ class WorkflowTracker:
     thread reads ``status``, ``outcome`` and ``ended``). With ``lines``, node status changes and
     workflow events are also queued for plain output."""
 
-    def __init__(self, workflow_id: str, lines: Optional[queue.SimpleQueue[Line]] = None) -> None:
+    def __init__(
+        self,
+        workflow_id: str,
+        store: NodeExecutionStore,
+        lines: Optional[queue.SimpleQueue[Line]] = None,
+    ) -> None:
         self.workflow_id = workflow_id
+        self.store = store
         self.status = "waiting"
         self.outcome: Optional[str] = None
         self.ended = threading.Event()
@@ -87,6 +93,8 @@ class WorkflowTracker:
 
     def on_workflow_event(self, event: WorkflowEvent) -> None:
         kind = event.type
+        if kind == "workflow_started":
+            self._seed(event)
         if kind in _STATES:
             self.status = _STATES[kind]
         elif kind in _ENDS:
@@ -98,6 +106,16 @@ class WorkflowTracker:
         if self.outcome is not None:
             self.ended.set()
 
+    def _seed(self, event: WorkflowEvent) -> None:
+        """A new run: its nodes (when ``workflow_started`` lists them, as the reference backend's
+        does) start as ``pending``, so nodes that never run still show up."""
+        nodes = event.data.get("nodes")
+        if event.data.get("restartedNode") is not None or not isinstance(nodes, list):
+            return
+        for node in nodes:
+            if isinstance(node, str) and node:
+                self.store.update_node_status(self.workflow_id, node, "pending")
+
     def on_node_change(self, new: Optional[NodeExecutionState], old: Optional[NodeExecutionState]) -> None:
         if self._lines is not None and new is not None and (old is None or new.status != old.status):
             self._lines.put(new)
@@ -107,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
     workflow_id: str = args.workflow_id
     console = make_console(args)
     lines: queue.SimpleQueue[Line] = queue.SimpleQueue()  # filled on the dispatcher thread
-    tracker = WorkflowTracker(workflow_id, lines if console is None else None)
     store = NodeExecutionStore()
+    tracker = WorkflowTracker(workflow_id, store, lines if console is None else None)
     adapter = build_adapter(args)
     with session(adapter):
         conn = ConnectionWatch(adapter, lambda text: lines.put("-- " + text))
@@ -202,5 +220,5 @@ def _finish(
         print(summary_line(workflow_id, tracker.outcome, states), flush=True)
     else:
         style = "bold green" if tracker.outcome == "completed" else "bold red"
-        console.print(f"[{style}]workflow {workflow_id} {tracker.outcome}[/]")
+        console.print(f"[{style}]workflow {workflow_id} {tracker.outcome}[/]", highlight=False)
     return 0 if tracker.outcome == "completed" else 1
