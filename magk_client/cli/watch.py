@@ -34,7 +34,7 @@ from ._common import (
     positive_int,
     session,
 )
-from .views import node_table, status_line, summary_line
+from .views import node_lines, status_line, summary_line
 
 __all__ = ["MAX_REFRESH_RATE", "WorkflowTracker", "add_arguments", "run"]
 
@@ -183,13 +183,13 @@ def _live_loop(
     from rich.text import Text
 
     workflow_id = tracker.workflow_id
-    rows = max_rows if max_rows is not None else max(5, console.size.height - 8)
+    rows = max_rows if max_rows is not None else max(5, console.size.height - 4)
     drawn: Any = None
 
     def render() -> Any:
         states = list(store.get_workflow_nodes(workflow_id).values())
         head = Text(summary_line(workflow_id, tracker.status, states), style="bold")
-        return Group(head, node_table(states, max_rows=rows))
+        return Group(head, node_lines(states, max_rows=rows))
 
     with Live(render(), console=console, auto_refresh=False, vertical_overflow="crop") as live:
         while True:
