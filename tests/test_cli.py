@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import json
 import signal
+import socket
 import threading
 from typing import Any, Dict, List
 
@@ -310,3 +311,29 @@ def test_ctrl_c_in_process_joins_every_thread(backend: Backend, capsys: Any) -> 
     left = [t.name for t in threading.enumerate() if t not in before and t is not helper and t.is_alive()]
     assert left == []
     assert capsys.readouterr().err == ""
+
+
+# -------------------------------------------------------------------------- serve
+
+
+def test_serve_on_a_busy_port_is_one_line(capsys: Any) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 1
+    assert_one_line_error(capsys.readouterr().err, f"cannot listen on 127.0.0.1:{port}", "in use")
+
+
+def test_serve_ctrl_c_exits_130_cleanly() -> None:
+    proc = start_cli("serve", "--port", "0", interruptible=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("MAGK reference backend on http://127.0.0.1:")
+        proc.send_signal(signal.SIGINT)
+        _out, err = communicate(proc, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "threads still running" not in err
