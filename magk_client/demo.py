@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
+from .cli._common import no_interrupts
 from .cli.views import node_percentage, node_table, plain_table, status_line
 from .events import WorkflowEvent
 from .models import ConnectionState, ConnectionType, RealtimeMessage
@@ -200,7 +201,8 @@ def run_demo(
             _drive(view, rec, backend, preferred, time.monotonic() + timeout)
             health = adapter.service.get_connection_health()
         finally:
-            adapter.close()
+            with no_interrupts():  # a second Ctrl-C must not cut the clean-up short
+                adapter.close()
         logged = [e["id"] for e in backend.logged_events() if e.get("workflowId") == WORKFLOW]
     exact = rec.ids == logged
     finished = rec.outcome == "workflow_completed"

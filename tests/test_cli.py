@@ -337,3 +337,19 @@ def test_serve_ctrl_c_exits_130_cleanly() -> None:
             proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "threads still running" not in err
+
+
+# -------------------------------------------------------------------------- a backend that goes away
+
+
+@pytest.mark.parametrize("argv", [("listen",), ("watch", "wf-1")])
+def test_losing_the_backend_for_good_is_one_line_and_exit_1(argv: Any) -> None:
+    server = Backend().start()
+    try:
+        proc = start_cli(*argv, "--url", server.base_url, "--retries", "1")
+        server.wait_for_connections(1, timeout=30)
+    finally:
+        server.stop()
+    _out, err = communicate(proc)
+    assert proc.returncode == 1, err
+    assert_one_line_error(err, "lost the connection", "refused")

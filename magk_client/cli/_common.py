@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Mapping, NoReturn, Optional, TextIO
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, TextIO
 
 from ..errors import MagkError
 
@@ -26,6 +26,7 @@ __all__ = [
     "add_connection_arguments",
     "add_output_arguments",
     "build_adapter",
+    "connect",
     "dump_json",
     "json_object",
     "make_console",
@@ -33,6 +34,8 @@ __all__ = [
     "one_line",
     "positive_float",
     "positive_int",
+    "session",
+    "split_types",
 ]
 
 DEFAULT_URL = "http://localhost:8000"
@@ -213,8 +216,10 @@ def session(adapter: Any) -> Iterator[Any]:
 
 
 class ConnectionWatch:
-    """Records the end of a session: the service's state ``error`` or ``closed`` (dispatcher thread),
-    read by the main thread. Connection notes go on ``notes`` for the main thread to show."""
+    """Records the end of a session, the service's state ``error`` (it gave up: ``--retries``
+    attempts failed in a row, or a terminal error such as a refused token), on the dispatcher
+    thread; the main thread reads ``lost`` and ``error``. With ``notes``, a line per state change
+    is passed to it (a queue's ``put``: the main thread shows them)."""
 
     def __init__(self, adapter: Any, notes: Optional[Callable[[str], None]] = None) -> None:
         self.lost = threading.Event()
@@ -259,7 +264,3 @@ def split_types(values: Optional[List[str]]) -> Optional[List[str]]:
     if not values:
         return None
     return [part for value in values for part in value.split(",") if part]
-
-
-def describe(mapping: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in mapping.items())
