@@ -6,6 +6,10 @@ snapshots at most ``--refresh-rate`` times a second, and only when something cha
 of the terminal does not grow with the event rate (benchmarks/bench_watch.py). Not a terminal (or
 ``--plain``): one line per node status change instead.
 
+It shows what happens from the moment it connects (earlier events are not replayed), so start it
+before, or while, the workflow runs. When ``workflow_started`` lists the workflow's nodes (the
+reference backend's does), they are shown as ``pending`` from the start.
+
 Exit status: 0 when the workflow completes, 1 when it fails or is stopped, when ``--timeout``
 passes first, or when the connection is lost.
 """
