@@ -6,10 +6,9 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from sse_raw_server import Conn, Handler, RawServer, Request, reply, sse
-
 from magk_client import RealtimeAdapter
 from magk_client.testing import Backend
+from magk_client.testing.raw import Conn, Handler, RawServer, Request, reply, sse
 
 #: fast reconnects, a slow heartbeat, no fallback (each test picks its transport)
 FAST_CONNECTION: Dict[str, Any] = dict(

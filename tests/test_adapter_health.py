@@ -12,10 +12,10 @@ from typing import Any, Dict, Iterator
 
 import pytest
 from adapter_helpers import HealthServer, adapter_threads, eventually, make_adapter
-from sse_raw_server import Conn, Request, reply
 
 from magk_client import AuthError, MagkTimeoutError, NetworkError, ProtocolError
 from magk_client.testing import Backend
+from magk_client.testing.raw import Conn, Request, reply
 
 pytestmark = pytest.mark.timeout(60)
 

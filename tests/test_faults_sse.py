@@ -62,7 +62,6 @@ from service_helpers import (
     times_of,
     wait_threads_gone,
 )
-from sse_raw_server import RawServer
 
 from magk_client import ConnectionState, MagkTimeoutError, RealtimeMessage, RealtimeService
 from magk_client.errors import (
@@ -74,6 +73,7 @@ from magk_client.errors import (
 )
 from magk_client.testing import Backend
 from magk_client.testing.proxy import FaultProxy
+from magk_client.testing.raw import RawServer
 from magk_client.testing.recorder import Recorder, StateRecorder
 
 pytest_plugins = ["service_helpers"]  # its fixtures: server, proxy, and the autouse thread check

@@ -13,7 +13,6 @@ from typing import Any, Iterator, List
 
 import pytest
 from service_helpers import FAST, build_service
-from sse_raw_server import RawServer, sse
 
 from magk_client import (
     CircuitOpenError,
@@ -32,6 +31,7 @@ from magk_client.models import CircuitState
 from magk_client.policies import Backoff
 from magk_client.testing import Backend
 from magk_client.testing.proxy import FaultProxy
+from magk_client.testing.raw import RawServer, sse
 from magk_client.testing.recorder import Recorder, StateRecorder
 
 pytest_plugins = ["service_helpers"]  # its fixtures: server, proxy, and the autouse thread check

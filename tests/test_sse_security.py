@@ -8,9 +8,9 @@ import logging
 from typing import Any, Iterator, List, Optional
 
 import pytest
-from sse_raw_server import Conn, RawServer, Request, reply, sse
 
 from magk_client.errors import AuthError, MagkConnectionError, ProtocolError
+from magk_client.testing.raw import Conn, RawServer, Request, reply, sse
 from magk_client.transports.base import SSEEvent, TransportOptions
 from magk_client.transports.sse import SSETransport
 

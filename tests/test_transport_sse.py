@@ -16,7 +16,6 @@ from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
 import trustme
-from sse_raw_server import Conn, RawServer, Request, Step, reply, sse
 
 from magk_client.errors import (
     AuthError,
@@ -29,6 +28,7 @@ from magk_client.errors import (
     TransportClosed,
 )
 from magk_client.models import ConnectionType
+from magk_client.testing.raw import Conn, RawServer, Request, Step, reply, sse
 from magk_client.transports.base import SSEEvent, TransportOptions
 from magk_client.transports.sse import SSETransport
 

@@ -8,7 +8,8 @@ import threading
 from typing import Any, Iterator, List
 
 import pytest
-from sse_raw_server import RawServer, reply, sse
+
+from magk_client.testing.raw import RawServer, reply, sse
 
 
 @pytest.fixture()
@@ -28,7 +29,7 @@ def test_close_right_after_a_connect_ends_every_handler_cleanly(thread_errors: L
         client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         server.close()
         client.close()
-        alive = [t.name for t in threading.enumerate() if t.name.startswith("raw-sse") and t.is_alive()]
+        alive = [t.name for t in threading.enumerate() if t.name.startswith("raw-server") and t.is_alive()]
         assert alive == []
     assert [(e.exc_type, e.exc_value) for e in thread_errors] == []
 
@@ -49,5 +50,5 @@ def test_close_ends_a_held_stream_and_a_request_in_progress(thread_errors: List[
     assert held.recv(4096) == b"" and half.recv(4096) == b""
     held.close()
     half.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("raw-sse") and t.is_alive()]
+    assert not [t for t in threading.enumerate() if t.name.startswith("raw-server") and t.is_alive()]
     assert thread_errors == []
