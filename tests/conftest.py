@@ -11,6 +11,7 @@ import requests
 import websocket
 
 from magk_client.testing import Backend
+from magk_client.testing.raw import RawServer
 
 pytest.register_assert_rewrite("service_helpers")  # shared helpers of the fault tests
 
@@ -145,3 +146,25 @@ def sse_client() -> Iterator[Callable[..., RawSSE]]:
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture()
+def raw_servers() -> Iterator[Callable[..., RawServer]]:
+    """Factory of raw loopback servers (``RawServer(*args, **kwargs)``); every one is closed at
+    teardown (which fails the test if a handler failed or a server thread is left)."""
+    made: List[RawServer] = []
+
+    def make(*args: Any, **kwargs: Any) -> RawServer:
+        server = RawServer(*args, **kwargs)
+        made.append(server)
+        return server
+
+    yield make
+    failures: List[AssertionError] = []
+    for server in made:
+        try:
+            server.close()
+        except AssertionError as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]

@@ -10,7 +10,7 @@ from typing import Any, Iterator, List, Optional
 import pytest
 
 from magk_client.errors import AuthError, MagkConnectionError, ProtocolError
-from magk_client.testing.raw import Conn, RawServer, Request, reply, sse
+from magk_client.testing.raw import Conn, Request, reply, sse
 from magk_client.transports.base import SSEEvent, TransportOptions
 from magk_client.transports.sse import SSETransport
 
@@ -23,25 +23,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}", "X-API-Key": API_KEY}
 
 
 @pytest.fixture
-def servers() -> Iterator[List[RawServer]]:
-    made: List[RawServer] = []
-    yield made
-    for s in made:
-        s.close()
-
-
-@pytest.fixture
 def transports() -> Iterator[List[SSETransport]]:
     made: List[SSETransport] = []
     yield made
     for t in made:
         t.close()
-
-
-def serve(servers: List[RawServer], *handlers: Any) -> RawServer:
-    srv = RawServer(list(handlers))
-    servers.append(srv)
-    return srv
 
 
 def make(transports: List[SSETransport], url: str, **kw: Any) -> SSETransport:
@@ -67,10 +53,10 @@ def secret_free(err: Optional[BaseException]) -> None:
 
 
 def test_token_in_query_never_reaches_the_urllib3_debug_log(
-    servers: Any, transports: Any, caplog: pytest.LogCaptureFixture
+    raw_servers: Any, transports: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, urllib3's included
-    srv = serve(servers, sse([b"data: a\n\n"]), reply(204))
+    srv = raw_servers([sse([b"data: a\n\n"]), reply(204)])
     query = f"?token={QUOTED}&x=1"
     t = make(transports, srv.url("/events" + query), headers=AUTH, messages_url=srv.url("/messages" + query))
     t.open()
@@ -134,10 +120,10 @@ def echoed_chunk_size(conn: Conn, req: Request) -> None:
     "handler", [hostile_401, echoed_status_line, echoed_chunk_size], ids=["401", "status-line", "chunk-size"]
 )
 def test_credentials_echoed_by_the_server_never_reach_the_error_or_its_chain(
-    servers: Any, transports: Any, handler: Any
+    raw_servers: Any, transports: Any, handler: Any
 ) -> None:
-    srv = serve(servers, handler)
-    post = srv if handler is not echoed_chunk_size else serve(servers, echoed_status_line)
+    srv = raw_servers([handler])
+    post = srv if handler is not echoed_chunk_size else raw_servers([echoed_status_line])
     t = make(transports, srv.url(f"/events?token={QUOTED}"), headers=AUTH, messages_url=post.url("/messages"))
     with pytest.raises(MagkConnectionError) as ei:
         t.open()
@@ -164,8 +150,8 @@ def redirect(status: int, location: str) -> Any:
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_a_same_origin_redirect_is_followed_with_the_credentials(servers: Any, transports: Any, status: int) -> None:
-    srv = serve(servers, redirect(status, "/moved?to=here"), sse([b"id: 7\ndata: after the move\n\n"]))
+def test_a_same_origin_redirect_is_followed_with_the_credentials(raw_servers: Any, transports: Any, status: int) -> None:
+    srv = raw_servers([redirect(status, "/moved?to=here"), sse([b"id: 7\ndata: after the move\n\n"])])
     t = make(transports, srv.url("/events"), headers=AUTH)
     t.open(last_event_id="e-6")
     assert [(e.data, e.id) for e in t.receive() if isinstance(e, SSEEvent)] == [("after the move", "7")]
@@ -178,8 +164,8 @@ def test_a_same_origin_redirect_is_followed_with_the_credentials(servers: Any, t
     assert t.status == 200
 
 
-def test_a_chain_of_redirects_within_the_origin_is_followed(servers: Any, transports: Any) -> None:
-    srv = serve(servers, reply(0))  # handlers set below, once the port is known
+def test_a_chain_of_redirects_within_the_origin_is_followed(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([reply(0)])  # handlers set below, once the port is known
     absolute = srv.url("/c")
     srv.handlers[:] = [
         redirect(301, "/b"),
@@ -203,9 +189,9 @@ def test_a_chain_of_redirects_within_the_origin_is_followed(servers: Any, transp
         "http://user:pw@127.0.0.1:{port}/events",  # credentials of its own
     ],
 )
-def test_a_redirect_to_another_origin_is_refused(servers: Any, transports: Any, location: str) -> None:
-    other = serve(servers, sse([b"data: stolen\n\n"]))
-    srv = serve(servers, reply(0))
+def test_a_redirect_to_another_origin_is_refused(raw_servers: Any, transports: Any, location: str) -> None:
+    other = raw_servers([sse([b"data: stolen\n\n"])])
+    srv = raw_servers([reply(0)])
     srv.handlers[:] = [redirect(307, location.format(port=srv.port, other=other.port)), sse([b"data: stolen\n\n"])]
     t = make(transports, srv.url("/events"), headers=AUTH)
     with pytest.raises(ProtocolError) as ei:
@@ -216,8 +202,8 @@ def test_a_redirect_to_another_origin_is_refused(servers: Any, transports: Any, 
     secret_free(ei.value)
 
 
-def test_a_redirect_loop_is_refused(servers: Any, transports: Any) -> None:
-    srv = serve(servers, redirect(302, "/b"), redirect(302, "/a?token=" + QUOTED), redirect(302, "/b"))
+def test_a_redirect_loop_is_refused(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([redirect(302, "/b"), redirect(302, "/a?token=" + QUOTED), redirect(302, "/b")])
     t = make(transports, srv.url("/a?token=" + QUOTED), headers=AUTH)
     with pytest.raises(ProtocolError) as ei:
         t.open()
@@ -227,8 +213,8 @@ def test_a_redirect_loop_is_refused(servers: Any, transports: Any) -> None:
     secret_free(ei.value)
 
 
-def test_more_than_five_redirects_are_refused(servers: Any, transports: Any) -> None:
-    srv = serve(servers, *[redirect(307, f"/hop{i}") for i in range(1, 7)], sse([b"data: too far\n\n"]))
+def test_more_than_five_redirects_are_refused(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([*[redirect(307, f"/hop{i}") for i in range(1, 7)], sse([b"data: too far\n\n"])])
     t = make(transports, srv.url("/hop0"))
     with pytest.raises(ProtocolError) as ei:
         t.open()
@@ -236,8 +222,8 @@ def test_more_than_five_redirects_are_refused(servers: Any, transports: Any) -> 
     assert len(srv.requests) == 6  # the first request and five redirects followed
 
 
-def test_a_redirect_without_location_is_refused(servers: Any, transports: Any) -> None:
-    srv = serve(servers, reply(307, b"", []), reply(304, b"", [("Location", "/b")]))
+def test_a_redirect_without_location_is_refused(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([reply(307, b"", []), reply(304, b"", [("Location", "/b")])])
     for _ in range(2):
         t = make(transports, srv.url("/a"))
         with pytest.raises(ProtocolError) as ei:

@@ -12,7 +12,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import pytest
 import trustme
@@ -46,25 +46,11 @@ def opts(url: str, **kw: Any) -> TransportOptions:
 
 
 @pytest.fixture
-def servers() -> Iterator[List[RawServer]]:
-    made: List[RawServer] = []
-    yield made
-    for s in made:
-        s.close()
-
-
-@pytest.fixture
 def transports() -> Iterator[List[SSETransport]]:
     made: List[SSETransport] = []
     yield made
     for t in made:
         t.close()
-
-
-def serve(servers: List[RawServer], *handlers: Any, ssl_context: Optional[ssl.SSLContext] = None) -> RawServer:
-    srv = RawServer(list(handlers), ssl_context=ssl_context)
-    servers.append(srv)
-    return srv
 
 
 def make(transports: List[SSETransport], url: str, **kw: Any) -> SSETransport:
@@ -107,8 +93,8 @@ def receive_in_thread(t: SSETransport) -> Tuple[threading.Thread, threading.Even
 # --- the request ---------------------------------------------------------------------------
 
 
-def test_request_headers_auth_accept_and_last_event_id(servers: Any, transports: Any) -> None:
-    srv = serve(servers, sse([]), sse([]))
+def test_request_headers_auth_accept_and_last_event_id(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([sse([]), sse([])])
     t = make(transports, srv.url(), headers={**AUTH, "X-Extra": "1"})
     assert t.connection_type is ConnectionType.EVENTSOURCE
     t.open(last_event_id="e-41")
@@ -125,8 +111,8 @@ def test_request_headers_auth_accept_and_last_event_id(servers: Any, transports:
     assert "last-event-id" not in second.headers
 
 
-def test_open_twice_and_open_after_close_are_refused(servers: Any, transports: Any) -> None:
-    srv = serve(servers, sse([], finish="hold"))
+def test_open_twice_and_open_after_close_are_refused(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([sse([], finish="hold")])
     t = make(transports, srv.url())
     t.open()
     with pytest.raises(ProtocolError):
@@ -142,8 +128,8 @@ def test_open_twice_and_open_after_close_are_refused(servers: Any, transports: A
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_401_403_are_auth_errors(servers: Any, transports: Any, status: int) -> None:
-    srv = serve(servers, reply(status, b'{"error":"nope"}'))
+def test_401_403_are_auth_errors(raw_servers: Any, transports: Any, status: int) -> None:
+    srv = raw_servers([reply(status, b'{"error":"nope"}')])
     t = make(transports, srv.url(), headers=AUTH)
     with pytest.raises(AuthError) as ei:
         t.open()
@@ -155,10 +141,10 @@ def test_401_403_are_auth_errors(servers: Any, transports: Any, status: int) -> 
     [(503, "3", 3.0), (500, None, None), (429, "120", 120.0), (502, "soon", None)],
 )
 def test_5xx_and_429_are_server_errors_with_retry_after(
-    servers: Any, transports: Any, status: int, retry_after: Optional[str], expected: Optional[float]
+    raw_servers: Any, transports: Any, status: int, retry_after: Optional[str], expected: Optional[float]
 ) -> None:
     headers = [("Retry-After", retry_after)] if retry_after else []
-    srv = serve(servers, reply(status, b"busy", headers))
+    srv = raw_servers([reply(status, b"busy", headers)])
     t = make(transports, srv.url())
     with pytest.raises(ServerError) as ei:
         t.open()
@@ -167,10 +153,10 @@ def test_5xx_and_429_are_server_errors_with_retry_after(
     assert ei.value.retry_after == expected
 
 
-def test_retry_after_as_http_date(servers: Any, transports: Any) -> None:
+def test_retry_after_as_http_date(raw_servers: Any, transports: Any) -> None:
     from email.utils import formatdate
 
-    srv = serve(servers, reply(503, b"", [("Retry-After", formatdate(time.time() + 60, usegmt=True))]))
+    srv = raw_servers([reply(503, b"", [("Retry-After", formatdate(time.time() + 60, usegmt=True))])])
     t = make(transports, srv.url())
     with pytest.raises(ServerError) as ei:
         t.open()
@@ -179,10 +165,10 @@ def test_retry_after_as_http_date(servers: Any, transports: Any) -> None:
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_redirect_is_refused_and_credentials_never_reach_the_other_host(
-    servers: Any, transports: Any, status: int
+    raw_servers: Any, transports: Any, status: int
 ) -> None:
-    other = serve(servers, sse([b"data: stolen\n\n"]))
-    srv = serve(servers, reply(status, b"", [("Location", other.url() + "?token=" + TOKEN)]))
+    other = raw_servers([sse([b"data: stolen\n\n"])])
+    srv = raw_servers([reply(status, b"", [("Location", other.url() + "?token=" + TOKEN)])])
     t = make(transports, srv.url(), headers=AUTH)
     with pytest.raises(ProtocolError) as ei:
         t.open()
@@ -192,15 +178,15 @@ def test_redirect_is_refused_and_credentials_never_reach_the_other_host(
     assert other.requests == []
 
 
-def test_content_type_with_charset_is_accepted(servers: Any, transports: Any) -> None:
-    srv = serve(servers, sse([b"data: ok\n\n"], content_type="text/event-stream; charset=utf-8"))
+def test_content_type_with_charset_is_accepted(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([sse([b"data: ok\n\n"], content_type="text/event-stream; charset=utf-8")])
     t = make(transports, srv.url())
     t.open()
     assert data(t.receive()) == ["ok"]
 
 
-def test_non_200_2xx_is_a_terminal_protocol_error(servers: Any, transports: Any) -> None:
-    srv = serve(servers, reply(202, b"data: x\n\n", [("Content-Type", "text/event-stream")]))
+def test_non_200_2xx_is_a_terminal_protocol_error(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([reply(202, b"data: x\n\n", [("Content-Type", "text/event-stream")])])
     t = make(transports, srv.url())
     with pytest.raises(ProtocolError) as ei:
         t.open()
@@ -211,14 +197,14 @@ def test_non_200_2xx_is_a_terminal_protocol_error(servers: Any, transports: Any)
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
-def test_each_event_is_handed_over_before_the_next_one_is_sent(servers: Any, transports: Any, chunked: bool) -> None:
+def test_each_event_is_handed_over_before_the_next_one_is_sent(raw_servers: Any, transports: Any, chunked: bool) -> None:
     got: List[threading.Event] = [threading.Event() for _ in range(3)]
     server_saw: List[bool] = []
     steps: List[Step] = []
     for i in range(3):
         steps.append(b'id: %d\ndata: {"n": %d}\n\n' % (i, i))
         steps.append(lambda i=i: server_saw.append(got[i].wait(5)))  # type: ignore[misc]
-    srv = serve(servers, sse(steps, chunked=chunked))
+    srv = raw_servers([sse(steps, chunked=chunked)])
     t = make(transports, srv.url())
     t.open()
     latencies = []
@@ -235,8 +221,8 @@ def test_each_event_is_handed_over_before_the_next_one_is_sent(servers: Any, tra
     assert max(latencies) < 1.0  # generous; the synchronisation above is the real check
 
 
-def test_content_length_body_is_read_to_its_end(servers: Any, transports: Any) -> None:
-    srv = serve(servers, reply(200, b"data: a\n\ndata: b\n\n", [("Content-Type", "text/event-stream")]))
+def test_content_length_body_is_read_to_its_end(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([reply(200, b"data: a\n\ndata: b\n\n", [("Content-Type", "text/event-stream")])])
     t = make(transports, srv.url())
     t.open()
     items: List[Any] = []
@@ -248,12 +234,12 @@ def test_content_length_body_is_read_to_its_end(servers: Any, transports: Any) -
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
 def test_a_compressed_body_is_decoded_although_identity_was_asked(
-    servers: Any, transports: Any, chunked: bool
+    raw_servers: Any, transports: Any, chunked: bool
 ) -> None:
     body = b"".join(b'id: %d\ndata: {"n": %d}\n\n' % (i, i) for i in range(200))
     packed = gzip.compress(body)
     steps: List[Step] = [packed[i : i + 500] for i in range(0, len(packed), 500)]
-    srv = serve(servers, sse(steps, headers=[("Content-Encoding", "gzip")], chunked=chunked))
+    srv = raw_servers([sse(steps, headers=[("Content-Encoding", "gzip")], chunked=chunked)])
     t = make(transports, srv.url())
     t.open()
     items: List[Any] = []
@@ -267,8 +253,8 @@ def test_a_compressed_body_is_decoded_although_identity_was_asked(
 # --- failures while streaming --------------------------------------------------------------
 
 
-def test_cut_chunked_stream_is_a_reconnectable_network_error(servers: Any, transports: Any) -> None:
-    srv = serve(servers, sse([b"id: 1\ndata: a\n\n", b"data: par"], chunked=True, finish="cut"))
+def test_cut_chunked_stream_is_a_reconnectable_network_error(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([sse([b"id: 1\ndata: a\n\n", b"data: par"], chunked=True, finish="cut")])
     t = make(transports, srv.url())
     t.open()
     items: List[Any] = []
@@ -282,13 +268,13 @@ def test_cut_chunked_stream_is_a_reconnectable_network_error(servers: Any, trans
         t.receive()
 
 
-def test_connection_reset_mid_stream_is_a_network_error(servers: Any, transports: Any) -> None:
+def test_connection_reset_mid_stream_is_a_network_error(raw_servers: Any, transports: Any) -> None:
     def handler(conn: Conn, req: Request) -> None:
         conn.head(200, [("Content-Type", "text/event-stream")])
         conn.send(b"data: a\n\n")
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
-    srv = serve(servers, handler)
+    srv = raw_servers([handler])
     t = make(transports, srv.url())
     t.open()
     items: List[Any] = []
@@ -299,8 +285,8 @@ def test_connection_reset_mid_stream_is_a_network_error(servers: Any, transports
     assert isinstance(ei.value, NetworkError) and not ei.value.terminal
 
 
-def test_silent_stream_times_out(servers: Any, transports: Any) -> None:
-    srv = serve(servers, sse([b"data: a\n\n"], chunked=True, finish="hold"))
+def test_silent_stream_times_out(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([sse([b"data: a\n\n"], chunked=True, finish="hold")])
     t = make(transports, srv.url(), read_timeout=0.3)
     t.open()
     assert data(t.receive()) == ["a"]
@@ -311,9 +297,9 @@ def test_silent_stream_times_out(servers: Any, transports: Any) -> None:
     assert "silent" in str(ei.value)
 
 
-def test_no_response_headers_within_read_timeout(servers: Any, transports: Any) -> None:
+def test_no_response_headers_within_read_timeout(raw_servers: Any, transports: Any) -> None:
     hold = threading.Event()
-    srv = serve(servers, lambda conn, req: hold.wait(10))
+    srv = raw_servers([lambda conn, req: hold.wait(10)])
     t = make(transports, srv.url(), read_timeout=0.3)
     try:
         with pytest.raises(MagkTimeoutError):
@@ -365,8 +351,8 @@ def test_connect_timeout(transports: Any) -> None:
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
-def test_close_from_another_thread_unblocks_receive(servers: Any, transports: Any, chunked: bool) -> None:
-    srv = serve(servers, sse([], chunked=chunked, finish="hold"))
+def test_close_from_another_thread_unblocks_receive(raw_servers: Any, transports: Any, chunked: bool) -> None:
+    srv = raw_servers([sse([], chunked=chunked, finish="hold")])
     t = make(transports, srv.url(), read_timeout=None)  # no timeout would ever save it
     t.open()
     th, ended, outcome = receive_in_thread(t)
@@ -404,10 +390,10 @@ def open_in_thread(t: SSETransport) -> Tuple[threading.Thread, threading.Event, 
 PROMPT = 2.0
 
 
-def test_close_from_another_thread_interrupts_the_wait_for_response_headers(servers: Any, transports: Any) -> None:
+def test_close_from_another_thread_interrupts_the_wait_for_response_headers(raw_servers: Any, transports: Any) -> None:
     # The server accepts and reads the request, and never answers the headers (issue 8 item 4).
     answer = threading.Event()
-    srv = serve(servers, lambda conn, req: answer.wait(60))
+    srv = raw_servers([lambda conn, req: answer.wait(60)])
     t = make(transports, srv.url(), read_timeout=40.0, connect_timeout=10.0)
     try:
         th, ended, outcome = open_in_thread(t)
@@ -450,10 +436,10 @@ def test_close_from_another_thread_interrupts_the_tls_handshake(transports: Any)
         lst.close()
 
 
-def test_close_racing_with_connect_never_leaves_open_blocked(servers: Any, transports: Any) -> None:
+def test_close_racing_with_connect_never_leaves_open_blocked(raw_servers: Any, transports: Any) -> None:
     # close() at every moment of open(): whatever the interleaving, open() ends promptly.
     answer = threading.Event()
-    srv = serve(servers, lambda conn, req: answer.wait(60))
+    srv = raw_servers([lambda conn, req: answer.wait(60)])
     try:
         for _ in range(20):
             t = make(transports, srv.url(), read_timeout=40.0)
@@ -468,13 +454,13 @@ def test_close_racing_with_connect_never_leaves_open_blocked(servers: Any, trans
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
 def test_close_unblocks_receive_through_urllib3_if_the_socket_was_never_reported(
-    servers: Any, transports: Any, chunked: bool, monkeypatch: pytest.MonkeyPatch
+    raw_servers: Any, transports: Any, chunked: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The fallback for a urllib3 that no longer reports its sockets: HTTPResponse.shutdown().
     from magk_client.transports.sse_http import SocketWatch
 
     monkeypatch.setattr(SocketWatch, "seen", lambda self, sock: None)
-    srv = serve(servers, sse([], chunked=chunked, finish="hold"))
+    srv = raw_servers([sse([], chunked=chunked, finish="hold")])
     t = make(transports, srv.url(), read_timeout=None)
     t.open()
     assert not t._watch.watching
@@ -485,11 +471,11 @@ def test_close_unblocks_receive_through_urllib3_if_the_socket_was_never_reported
     assert len(outcome) == 1 and isinstance(outcome[0], TransportClosed)
 
 
-def test_close_never_raises_in_any_state(servers: Any) -> None:
+def test_close_never_raises_in_any_state(raw_servers: Any) -> None:
     t = SSETransport(opts("http://127.0.0.1:9/x"))
     t.close()
     t.close(1001)
-    srv = serve(servers, sse([b"data: a\n\n"]))
+    srv = raw_servers([sse([b"data: a\n\n"])])
     t2 = SSETransport(opts(srv.url()))
     t2.open()
     t2.close()
@@ -501,8 +487,8 @@ def test_close_never_raises_in_any_state(servers: Any) -> None:
 # --- send() ----------------------------------------------------------------------------------
 
 
-def test_send_posts_json_with_auth(servers: Any, transports: Any) -> None:
-    srv = serve(servers, reply(202), reply(204), reply(200, b'{"ok":true}'))
+def test_send_posts_json_with_auth(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([reply(202), reply(204), reply(200, b'{"ok":true}')])
     t = make(transports, "http://127.0.0.1:1/events", headers=AUTH, messages_url=srv.url("/messages"))
     msgs = [json.dumps({"type": "pong", "data": {"pingId": str(i)}, "n": "é"}) for i in range(3)]
     for m in msgs:
@@ -516,8 +502,8 @@ def test_send_posts_json_with_auth(servers: Any, transports: Any) -> None:
         assert req.body == m.encode("utf-8")
 
 
-def test_send_from_many_threads_is_serialised(servers: Any, transports: Any) -> None:
-    srv = serve(servers, reply(204))
+def test_send_from_many_threads_is_serialised(raw_servers: Any, transports: Any) -> None:
+    srv = raw_servers([reply(204)])
     t = make(transports, "http://127.0.0.1:1/events", messages_url=srv.url("/messages"))
     errors: List[BaseException] = []
 
@@ -549,8 +535,8 @@ def test_send_from_many_threads_is_serialised(servers: Any, transports: Any) -> 
         (400, ProtocolError),
     ],
 )
-def test_send_errors_are_classified(servers: Any, transports: Any, status: int, exc: type) -> None:
-    srv = serve(servers, reply(status, b"no", [("Location", "http://127.0.0.2/")]))
+def test_send_errors_are_classified(raw_servers: Any, transports: Any, status: int, exc: type) -> None:
+    srv = raw_servers([reply(status, b"no", [("Location", "http://127.0.0.2/")])])
     t = make(transports, "http://127.0.0.1:1/events", headers=AUTH, messages_url=srv.url("/messages"))
     with pytest.raises(MagkConnectionError) as ei:
         t.send("{}")
@@ -569,7 +555,7 @@ def test_send_without_messages_url_and_after_close(transports: Any) -> None:
         t2.send("{}")
 
 
-def test_send_network_error_and_timeout(servers: Any, transports: Any) -> None:
+def test_send_network_error_and_timeout(raw_servers: Any, transports: Any) -> None:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -578,7 +564,7 @@ def test_send_network_error_and_timeout(servers: Any, transports: Any) -> None:
     with pytest.raises(NetworkError):
         t.send("{}")
     hold = threading.Event()
-    srv = serve(servers, lambda conn, req: hold.wait(10))
+    srv = raw_servers([lambda conn, req: hold.wait(10)])
     t2 = make(transports, "http://127.0.0.1:1/events", messages_url=srv.url("/messages"), send_timeout=0.3)
     start = time.monotonic()
     try:
@@ -597,8 +583,8 @@ def test_send_network_error_and_timeout(servers: Any, transports: Any) -> None:
     [b"data: " + b"x" * 1000, b"data: x\n" * 100, b":" + b"c" * 1000],
     ids=["endless-line", "endless-data-lines", "endless-comment"],
 )
-def test_oversized_event_or_line_drops_the_connection(servers: Any, transports: Any, flood: bytes) -> None:
-    srv = serve(servers, sse([b"data: small\n\n", *([flood] * 200)], chunked=True, finish="hold"))
+def test_oversized_event_or_line_drops_the_connection(raw_servers: Any, transports: Any, flood: bytes) -> None:
+    srv = raw_servers([sse([b"data: small\n\n", *([flood] * 200)], chunked=True, finish="hold")])
     t = make(transports, srv.url(), max_message_size=10_000)
     t.open()
     items: List[Any] = []
@@ -613,9 +599,9 @@ def test_oversized_event_or_line_drops_the_connection(servers: Any, transports: 
         t.receive()
 
 
-def test_event_at_the_limit_is_accepted(servers: Any, transports: Any) -> None:
+def test_event_at_the_limit_is_accepted(raw_servers: Any, transports: Any) -> None:
     payload = b"y" * 10_000
-    srv = serve(servers, sse([b"id: 1\nevent: big\ndata: " + payload + b"\n\n"]))
+    srv = raw_servers([sse([b"id: 1\nevent: big\ndata: " + payload + b"\n\n"])])
     t = make(transports, srv.url(), max_message_size=10_000)
     t.open()
     batch = t.receive()
@@ -630,10 +616,10 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-def tls_server(servers: List[RawServer], ca: trustme.CA, *handlers: Any, host: str = "localhost") -> RawServer:
+def tls_server(raw_servers: Callable[..., RawServer], ca: trustme.CA, *handlers: Any, host: str = "localhost") -> RawServer:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(host).configure_cert(ctx)
-    return serve(servers, *handlers, ssl_context=ctx)
+    return raw_servers(list(handlers), ssl_context=ctx)
 
 
 def client_ctx(ca: Optional[trustme.CA]) -> ssl.SSLContext:
@@ -643,16 +629,16 @@ def client_ctx(ca: Optional[trustme.CA]) -> ssl.SSLContext:
     return ctx
 
 
-def test_tls_accepted_with_the_right_ca(servers: Any, transports: Any, ca: trustme.CA) -> None:
-    srv = tls_server(servers, ca, sse([b"data: secure\n\n"]))
+def test_tls_accepted_with_the_right_ca(raw_servers: Any, transports: Any, ca: trustme.CA) -> None:
+    srv = tls_server(raw_servers, ca, sse([b"data: secure\n\n"]))
     t = make(transports, srv.url(), ssl_context=client_ctx(ca))
     t.open()
     assert data(t.receive()) == ["secure"]
 
 
 @pytest.mark.parametrize("ctx_kind", ["system-cas", "none"])
-def test_tls_refused_without_the_ca_and_terminal(servers: Any, transports: Any, ca: trustme.CA, ctx_kind: str) -> None:
-    srv = tls_server(servers, ca, sse([b"data: x\n\n"]))
+def test_tls_refused_without_the_ca_and_terminal(raw_servers: Any, transports: Any, ca: trustme.CA, ctx_kind: str) -> None:
+    srv = tls_server(raw_servers, ca, sse([b"data: x\n\n"]))
     ctx = client_ctx(None) if ctx_kind == "system-cas" else None
     t = make(transports, srv.url(), ssl_context=ctx, headers=AUTH)
     with pytest.raises(NetworkError) as ei:
@@ -662,8 +648,8 @@ def test_tls_refused_without_the_ca_and_terminal(servers: Any, transports: Any, 
     assert TOKEN not in str(ei.value)
 
 
-def test_tls_hostname_mismatch_is_refused(servers: Any, transports: Any, ca: trustme.CA) -> None:
-    srv = tls_server(servers, ca, sse([b"data: x\n\n"]), host="other.example")
+def test_tls_hostname_mismatch_is_refused(raw_servers: Any, transports: Any, ca: trustme.CA) -> None:
+    srv = tls_server(raw_servers, ca, sse([b"data: x\n\n"]), host="other.example")
     t = make(transports, srv.url(), ssl_context=client_ctx(ca))
     with pytest.raises(NetworkError) as ei:
         t.open()
@@ -672,14 +658,14 @@ def test_tls_hostname_mismatch_is_refused(servers: Any, transports: Any, ca: tru
 
 @pytest.mark.parametrize("var", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
 def test_tls_env_ca_bundle_cannot_override_the_context(
-    servers: Any, transports: Any, ca: trustme.CA, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, var: str
+    raw_servers: Any, transports: Any, ca: trustme.CA, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, var: str
 ) -> None:
     other_ca = trustme.CA()
     other_pem = tmp_path / "other.pem"
     other_ca.cert_pem.write_to_path(str(other_pem))
     right_pem = tmp_path / "right.pem"
     ca.cert_pem.write_to_path(str(right_pem))
-    srv = tls_server(servers, ca, sse([b"data: ok\n\n"]), sse([b"data: ok\n\n"]))
+    srv = tls_server(raw_servers, ca, sse([b"data: ok\n\n"]), sse([b"data: ok\n\n"]))
 
     # The env points elsewhere: the SDK's context (with the right CA) still wins.
     monkeypatch.setenv(var, str(other_pem))
@@ -699,8 +685,8 @@ def test_tls_env_ca_bundle_cannot_override_the_context(
     assert os.environ[var] == str(right_pem)
 
 
-def test_tls_close_from_another_thread(servers: Any, transports: Any, ca: trustme.CA) -> None:
-    srv = tls_server(servers, ca, sse([], chunked=True, finish="hold"))
+def test_tls_close_from_another_thread(raw_servers: Any, transports: Any, ca: trustme.CA) -> None:
+    srv = tls_server(raw_servers, ca, sse([], chunked=True, finish="hold"))
     t = make(transports, srv.url(), ssl_context=client_ctx(ca), read_timeout=None)
     t.open()
     th, ended, outcome = receive_in_thread(t)
@@ -714,7 +700,7 @@ def test_tls_close_from_another_thread(servers: Any, transports: Any, ca: trustm
 
 
 def test_no_secret_in_errors_or_logs(
-    servers: Any, transports: Any, ca: trustme.CA, caplog: pytest.LogCaptureFixture
+    raw_servers: Any, transports: Any, ca: trustme.CA, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="magk_client")
     errors: List[BaseException] = []
@@ -738,16 +724,16 @@ def test_no_secret_in_errors_or_logs(
     dead = s.getsockname()[1]
     s.close()
     attempt(f"http://127.0.0.1:{dead}/e{q}", messages_url=f"http://127.0.0.1:{dead}/m{q}")
-    srv = serve(servers, reply(401), reply(500), reply(302, b"", [("Location", "http://x/" + q)]))
+    srv = raw_servers([reply(401), reply(500), reply(302, b"", [("Location", "http://x/" + q)])])
     for _ in range(3):
         attempt(srv.url("/e" + q), messages_url=srv.url("/m" + q))
-    cut = serve(servers, sse([b"data: x"], chunked=True, finish="cut"))
+    cut = raw_servers([sse([b"data: x"], chunked=True, finish="cut")])
     attempt(cut.url("/e" + q))
-    silent = serve(servers, sse([], chunked=True, finish="hold"))
+    silent = raw_servers([sse([], chunked=True, finish="hold")])
     attempt(silent.url("/e" + q), read_timeout=0.2)
-    tls = tls_server(servers, ca, sse([]))
+    tls = tls_server(raw_servers, ca, sse([]))
     attempt(tls.url("/e" + q), ssl_context=client_ctx(None))
-    big = serve(servers, sse([b"data: " + b"x" * 5000], chunked=True, finish="hold"))
+    big = raw_servers([sse([b"data: " + b"x" * 5000], chunked=True, finish="hold")])
     attempt(big.url("/e" + q), max_message_size=100)
     assert len(errors) >= 10
     for e in errors:
@@ -843,9 +829,9 @@ def test_backend_scripted_close_delimited_stream(backend: Any, transports: Any) 
     assert [(e.data, e.id) for e in items] == [("{}", "s-1"), ('{"a": 1}', "s-1")]
 
 
-def test_error_reply_with_an_open_ended_body_does_not_hang_open(servers: Any, transports: Any) -> None:
+def test_error_reply_with_an_open_ended_body_does_not_hang_open(raw_servers: Any, transports: Any) -> None:
     # A refused answer whose close-delimited body never ends: open() must not wait on it.
-    srv = serve(servers, sse([b"still going"], status=200, content_type="text/html", finish="hold"))
+    srv = raw_servers([sse([b"still going"], status=200, content_type="text/html", finish="hold")])
     t = make(transports, srv.url(), read_timeout=None)
     start = time.monotonic()
     with pytest.raises(ProtocolError):
