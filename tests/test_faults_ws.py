@@ -125,8 +125,8 @@ from magk_client.testing.raw import (
     Conn,
     Handler,
     respond,
-    websocket,
     ws_frame,
+    ws_script,
 )
 from magk_client.testing.recorder import Recorder, StateRecorder
 
@@ -150,7 +150,7 @@ def envelope(i: int) -> bytes:
 def send_then_read_close(data: Callable[[Conn], bytes]) -> Handler:
     """Upgrade, send ``data(conn)`` (``conn.index``: the attempt), then read the client's frames
     until its close frame; the code goes to the server's ``close_codes``."""
-    return websocket(lambda conn: (conn.send(data(conn)), conn.read_close_code())[1])
+    return ws_script(lambda conn: (conn.send(data(conn)), conn.read_close_code())[1])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any, Iterator, List
 
 import pytest
 import requests
-import websocket as websocket_client
+import websocket
 
 from magk_client.testing.raw import (
     OP_TEXT,
@@ -22,8 +22,8 @@ from magk_client.testing.raw import (
     echo,
     reply,
     sse,
-    websocket,
     ws_frame,
+    ws_script,
 )
 
 
@@ -75,8 +75,8 @@ def test_websocket_script_reads_the_clients_frames_and_join_returns_its_result()
         conn.send(ws_frame(OP_TEXT, b"hi"))
         return conn.read_frame(), conn.read_close_code()
 
-    with RawServer(websocket(script)) as server:
-        client = websocket_client.create_connection(server.ws_url(), timeout=5)
+    with RawServer(ws_script(script)) as server:
+        client = websocket.create_connection(server.ws_url(), timeout=5)
         assert client.recv() == "hi"
         client.send("back")
         client.send_close(4321)

@@ -38,8 +38,8 @@ from magk_client.testing.raw import (
     Script,
     close_payload,
     respond,
-    websocket,
     ws_frame,
+    ws_script,
 )
 from magk_client.transports.base import TransportOptions
 from magk_client.transports.websocket import WebSocketTransport
@@ -72,7 +72,7 @@ def servers(raw_servers: Callable[..., RawServer]) -> Callable[..., RawServer]:
         tls: Optional[ssl.SSLContext] = None,
         rcvbuf: Optional[int] = None,
     ) -> RawServer:
-        handler = websocket(script) if response is None else respond(response, hold=True)
+        handler = ws_script(script) if response is None else respond(response, hold=True)
         return raw_servers(handler, ssl_context=tls, rcvbuf=rcvbuf, timeout=WAIT)
 
     return make

@@ -12,7 +12,7 @@ its own (``raw-server-conn-N``), as a :class:`Conn`:
   ``requests``; the k-th request (0-based, over all connections) is answered by ``handlers[k]``,
   the last handler repeating. Handlers: :func:`sse` (an event stream, chunked or close-delimited,
   whose steps may wait on events), :func:`reply` (a plain answer), :func:`respond` (exact bytes),
-  :func:`websocket` (the RFC 6455 upgrade, then a script reading and writing frames).
+  :func:`ws_script` (the RFC 6455 upgrade, then a script reading and writing frames).
 - TCP (``tcp=script``): the script gets the bare connection (:func:`echo`, :func:`sink`,
   :func:`source`).
 
@@ -61,8 +61,8 @@ __all__ = [
     "source",
     "sse",
     "sse_event",
-    "websocket",
     "ws_frame",
+    "ws_script",
 ]
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -360,7 +360,7 @@ def respond(data: bytes, *, hold: bool = False) -> Handler:
     return handle
 
 
-def websocket(script: Optional[Script] = None) -> Handler:
+def ws_script(script: Optional[Script] = None) -> Handler:
     """Accept the WebSocket upgrade, then run ``script(conn)`` (frames: :func:`ws_frame`,
     :meth:`Conn.read_frame`, :meth:`Conn.read_close_code`); ``conn.index`` tells the attempts apart."""
 
