@@ -1,9 +1,9 @@
-"""Shared fixtures: a fresh reference backend per test, and raw WebSocket / SSE clients for backend tests."""
+"""Shared fixtures: the plugin's backend fixtures (magk_client.testing.pytest_plugin), raw loopback
+servers, and raw WebSocket / SSE clients for the backend tests."""
 
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -13,15 +13,14 @@ import websocket
 from magk_client.testing import Backend
 from magk_client.testing.raw import RawServer
 
+pytest_plugins = ["magk_client.testing.pytest_plugin"]  # magk_backend, magk_backend_factory, magk_proxy, ...
 pytest.register_assert_rewrite("service_helpers")  # shared helpers of the fault tests
 
 
 @pytest.fixture()
-def backend() -> Iterator[Backend]:
-    """A fresh backend on 127.0.0.1, port 0, as fast as possible; its thread must be gone afterwards."""
-    with Backend(pace=0.0) as server:
-        yield server
-    assert not any(t.name == "magk-backend-loop" and t.is_alive() for t in threading.enumerate() if t is not None)
+def backend(magk_backend: Backend) -> Backend:
+    """The plugin's ``magk_backend`` under the name of the backend tests (hundreds of uses)."""
+    return magk_backend
 
 
 class RawWS:

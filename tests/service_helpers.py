@@ -9,25 +9,13 @@ import weakref
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
+from timings import FAST  # noqa: F401 - re-exported for tests that import it from here
 
 from magk_client import ConnectionState, RealtimeMessage, RealtimeService
 from magk_client.testing import Backend
 from magk_client.testing.proxy import FaultProxy
 from magk_client.testing.recorder import StateRecorder
 
-#: fast retries, slow heartbeat, no fallback, effectively unlimited attempts
-FAST: Dict[str, Any] = dict(
-    fallback_to_secondary=False,
-    reconnect_interval_ms=20,
-    max_reconnect_interval_ms=200,
-    heartbeat_interval_ms=2000,
-    heartbeat_timeout_ms=1000,
-    connection_timeout_ms=3000,
-    message_timeout_ms=3000,
-    min_stable_connection_ms=0,
-    max_reconnect_attempts=1000,
-    circuit_breaker_threshold=1000,
-)
 SDK_THREADS = ("magk-reader", "magk-supervisor", "magk-dispatcher")
 #: services of the running test (weakly: the row-31 test drops them)
 made: List[weakref.ref[RealtimeService]] = []
@@ -99,12 +87,12 @@ def sdk_threads_back_to_baseline() -> Iterator[None]:
 
 
 @pytest.fixture()
-def server() -> Iterator[Backend]:
-    with Backend() as backend:
-        yield backend
+def server(magk_backend: Backend) -> Backend:
+    """The plugin's ``magk_backend`` under the name these fault tests use (hundreds of uses)."""
+    return magk_backend
 
 
 @pytest.fixture()
-def proxy(server: Backend) -> Iterator[FaultProxy]:
-    with FaultProxy("127.0.0.1", server.port) as p:
-        yield p
+def proxy(magk_proxy: FaultProxy) -> FaultProxy:
+    """The plugin's ``magk_proxy`` (in front of ``server``)."""
+    return magk_proxy

@@ -54,7 +54,6 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 from service_helpers import (
-    FAST,
     build_service,
     errors_of,
     event_ids,
@@ -62,6 +61,7 @@ from service_helpers import (
     times_of,
     wait_threads_gone,
 )
+from timings import FAST
 
 from magk_client import ConnectionState, MagkTimeoutError, RealtimeMessage, RealtimeService
 from magk_client.errors import (

@@ -90,7 +90,6 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 from service_helpers import (
-    FAST,
     build_service,
     errors_of,
     event_ids,
@@ -101,6 +100,7 @@ from service_helpers import (
     times_of,
     wait_threads_gone,
 )
+from timings import FAST
 
 from magk_client import (
     AuthError,

@@ -12,7 +12,8 @@ import time
 from typing import Any, Callable, List
 
 import pytest
-from service_helpers import FAST, build_service
+from service_helpers import build_service
+from timings import FAST
 
 from magk_client import (
     CircuitOpenError,

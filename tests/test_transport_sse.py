@@ -32,9 +32,8 @@ from magk_client.testing.raw import Conn, RawServer, Request, Step, reply, sse
 from magk_client.transports.base import SSEEvent, TransportOptions
 from magk_client.transports.sse import SSETransport
 
-pytestmark = pytest.mark.timeout(30)
-
 TOKEN = "tok-SECRET-4242"
+pytestmark = [pytest.mark.timeout(30), pytest.mark.magk_backend(token=TOKEN, send_ack=False)]
 API_KEY = "key-SECRET-9999"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-API-Key": API_KEY}
 
@@ -749,24 +748,6 @@ def test_no_secret_in_errors_or_logs(
 # --- against the reference Backend ---------------------------------------------------------
 
 
-def _backend() -> Any:
-    pytest.importorskip("aiohttp")
-    try:
-        from magk_client.testing.backend import Backend
-    except ImportError as exc:  # pragma: no cover - backend not there yet
-        pytest.skip(f"reference backend unavailable: {exc}")
-    return Backend
-
-
-@pytest.fixture
-def backend() -> Iterator[Any]:
-    b = _backend()(token=TOKEN, send_ack=False).start()
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
 def _collect(t: SSETransport, n: int) -> List[SSEEvent]:
     got: List[SSEEvent] = []
     while len([e for e in got if e.dispatch]) < n:
@@ -783,44 +764,44 @@ def _progress(i: int) -> dict:
     }
 
 
-def test_backend_events_have_ids_and_replay_after_last_event_id(backend: Any, transports: Any) -> None:
-    t = make(transports, backend.event_source_url, headers={"Authorization": f"Bearer {TOKEN}"})
+def test_backend_events_have_ids_and_replay_after_last_event_id(magk_backend: Any, transports: Any) -> None:
+    t = make(transports, magk_backend.event_source_url, headers={"Authorization": f"Bearer {TOKEN}"})
     t.open()
-    backend.wait_for_connections(1, transport="sse")  # subscribed before we publish
-    ids = backend.publish_many([_progress(i) for i in range(5)])
+    magk_backend.wait_for_connections(1, transport="sse")  # subscribed before we publish
+    ids = magk_backend.publish_many([_progress(i) for i in range(5)])
     got = _collect(t, 5)
     assert [e.id for e in got] == ids
     assert [json.loads(e.data)["id"] for e in got] == ids
     assert t.last_event_id == ids[-1]
     t.close()
     # Resume: everything after the third event is replayed, in order.
-    more = backend.publish_many([_progress(i) for i in range(5, 8)])
-    t2 = make(transports, backend.event_source_url, headers={"Authorization": f"Bearer {TOKEN}"})
+    more = magk_backend.publish_many([_progress(i) for i in range(5, 8)])
+    t2 = make(transports, magk_backend.event_source_url, headers={"Authorization": f"Bearer {TOKEN}"})
     t2.open(last_event_id=ids[2])
     replayed = _collect(t2, 5)
     assert [e.id for e in replayed] == ids[3:] + more
 
 
-def test_backend_auth_refused_and_send_over_http(backend: Any, transports: Any) -> None:
-    t = make(transports, backend.event_source_url, headers={"Authorization": "Bearer wrong"})
+def test_backend_auth_refused_and_send_over_http(magk_backend: Any, transports: Any) -> None:
+    t = make(transports, magk_backend.event_source_url, headers={"Authorization": "Bearer wrong"})
     with pytest.raises(AuthError):
         t.open()
     t2 = make(
         transports,
-        backend.event_source_url,
+        magk_backend.event_source_url,
         headers={"Authorization": f"Bearer {TOKEN}"},
-        messages_url=backend.messages_url,
+        messages_url=magk_backend.messages_url,
     )
     msg = {"type": "node_log", "workflowId": "wf-1", "data": {"logs": []}}
     t2.send(json.dumps(msg))
-    received = backend.wait_for_received(1)
+    received = magk_backend.wait_for_received(1)
     assert received[0].transport == "http"
     assert received[0].message == msg
 
 
-def test_backend_scripted_close_delimited_stream(backend: Any, transports: Any) -> None:
-    backend.sse_script([b"id: s-1\ndata: {}\n\n", b'data: {"a": 1}\n\n'], chunked=False)
-    t = make(transports, backend.event_source_url, headers={"Authorization": f"Bearer {TOKEN}"})
+def test_backend_scripted_close_delimited_stream(magk_backend: Any, transports: Any) -> None:
+    magk_backend.sse_script([b"id: s-1\ndata: {}\n\n", b'data: {"a": 1}\n\n'], chunked=False)
+    t = make(transports, magk_backend.event_source_url, headers={"Authorization": f"Bearer {TOKEN}"})
     t.open()
     items: List[Any] = []
     with pytest.raises(TransportClosed):

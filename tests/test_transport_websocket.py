@@ -44,9 +44,8 @@ from magk_client.testing.raw import (
 from magk_client.transports.base import TransportOptions
 from magk_client.transports.websocket import WebSocketTransport
 
-pytestmark = pytest.mark.timeout(30)
-
 TOKEN = "tok-SECRET-5f3a9c"
+pytestmark = [pytest.mark.timeout(30), pytest.mark.magk_backend(token=TOKEN)]
 API_KEY = "key-SECRET-77e1"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-API-Key": API_KEY, "X-Tenant": "acme"}
 WAIT = 5.0
@@ -873,19 +872,11 @@ def test_trace_filter_is_installed_once_and_redacts_active_handshakes() -> None:
 # against the reference backend
 
 
-@pytest.fixture
-def backend() -> Iterator[Any]:
-    from magk_client.testing.backend import Backend
-
-    with Backend(token=TOKEN, pace=0.0) as b:
-        yield b
-
-
-def test_backend_ping_pong_and_published_events(backend, transports) -> None:
-    t = transports(backend.websocket_url)
+def test_backend_ping_pong_and_published_events(magk_backend, transports) -> None:
+    t = transports(magk_backend.websocket_url)
     t.open()
     t.send(json.dumps({"type": "ping", "data": {"pingId": "p-7"}}))
-    ids = backend.publish_many({"type": "node_log", "data": {"i": i}} for i in range(200))
+    ids = magk_backend.publish_many({"type": "node_log", "data": {"i": i}} for i in range(200))
     seen: List[Dict[str, Any]] = []
     while not (any(m.get("type") == "pong" for m in seen) and sum(1 for m in seen if m.get("id") in ids) == 200):
         seen.extend(json.loads(s) for s in t.receive())
@@ -894,21 +885,21 @@ def test_backend_ping_pong_and_published_events(backend, transports) -> None:
     assert [m["id"] for m in seen if m.get("id") in ids] == ids
 
 
-def test_backend_resume_and_auth_close(backend, transports) -> None:
-    ids = backend.publish_many({"type": "node_log", "data": {"i": i}} for i in range(3))
-    t = transports(backend.websocket_url)
+def test_backend_resume_and_auth_close(magk_backend, transports) -> None:
+    ids = magk_backend.publish_many({"type": "node_log", "data": {"i": i}} for i in range(3))
+    t = transports(magk_backend.websocket_url)
     t.open(last_event_id=ids[0])
     got: List[str] = []
     while len(got) < 2:
         got.extend(m["id"] for m in map(json.loads, t.receive()) if m.get("id"))
     assert got == ids[1:]
-    backend.close_connections(4401, "token revoked")
+    magk_backend.close_connections(4401, "token revoked")
     exc = fails(AuthError, lambda: [t.receive() for _ in range(100)])
     assert exc.close_code == 4401
 
 
-def test_backend_refuses_a_bad_token(backend, transports) -> None:
-    t = transports(backend.websocket_url, headers={"Authorization": "Bearer wrong"})
+def test_backend_refuses_a_bad_token(magk_backend, transports) -> None:
+    t = transports(magk_backend.websocket_url, headers={"Authorization": "Bearer wrong"})
     exc = fails(AuthError, t.open)
     assert exc.status in (401, 403)
 
