@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 from adapter_helpers import TRANSPORTS, adapter_threads, eventually, make_adapter, route_of
+from timings import well_before
 
 from magk_client import (
     AuthError,
@@ -219,7 +220,7 @@ def test_disconnect_fails_every_pending_command_at_once(magk_backend: Backend, t
         eventually(lambda: adapter.get_status().pending_commands == 6, 10, "6 pending commands")
         began = time.monotonic()
         adapter.disconnect()
-        assert time.monotonic() - began < 10  # not the 30 s command timeout
+        assert time.monotonic() - began < well_before(30.0)  # not the 30 s command timeout
         assert all(f.done() for f in futures)
         for f in futures:
             err = f.exception()

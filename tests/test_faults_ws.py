@@ -100,7 +100,7 @@ from service_helpers import (
     times_of,
     wait_threads_gone,
 )
-from timings import FAST
+from timings import FAST, PROMPT_S, seconds, well_before, within
 
 from magk_client import (
     AuthError,
@@ -132,6 +132,12 @@ from magk_client.testing.recorder import Recorder, StateRecorder
 
 pytest_plugins = ["service_helpers"]  # its fixtures: server, proxy, and the autouse thread check
 pytestmark = pytest.mark.timeout(60)
+
+#: the heartbeat of FAST: it would detect a dead link after interval + timeout
+HEARTBEAT_S = seconds(FAST["heartbeat_interval_ms"] + FAST["heartbeat_timeout_ms"])
+#: how long the interpreter-exit child may run
+CHILD_TIMEOUT_S = 20.0
+
 
 def make_service(url: str, **overrides: Any) -> RealtimeService:
     return build_service(dict(FAST, websocket_url=url, event_source_url=None), overrides)
@@ -171,8 +177,8 @@ def test_row01_reset_mid_stream_first_retry_at_k0_nothing_lost_queue_replayed(se
         assert proxy.reset_peer() == 1
         states.wait_state(ConnectionState.RECONNECTING, count=2)  # the drop, then the first retry refused
         detected, first_retry = times_of(states, ConnectionState.RECONNECTING)[:2]
-        assert detected - reset_at < 0.5
-        assert first_retry - reset_at <= 0.1 + 0.3  # k = 0: ceiling 100 ms, plus a margin
+        assert detected - reset_at < well_before(HEARTBEAT_S)  # by the socket, not by the heartbeat
+        assert first_retry - reset_at <= within(0.1)  # k = 0: ceiling 100 ms
         assert all(isinstance(e, NetworkError) for e in errors_of(states, ConnectionState.RECONNECTING))
         # the server goes on publishing and the user goes on sending while the link is down
         server.publish_many(log_events(50, start=100))
@@ -203,7 +209,7 @@ def test_row02_half_open_blackhole_detected_within_interval_plus_timeout(server:
         silent_at = time.monotonic()
         states.wait_state(ConnectionState.RECONNECTING, timeout=5)
         detected = times_of(states, ConnectionState.RECONNECTING)[0]
-        assert detected - silent_at <= interval + timeout + 0.5
+        assert detected - silent_at <= within(interval + timeout)
         assert isinstance(errors_of(states, ConnectionState.RECONNECTING)[0], MagkTimeoutError)
         proxy.blackhole(False)
         states.wait_state(ConnectionState.CONNECTED, count=2, timeout=10)
@@ -227,7 +233,7 @@ def test_row03_peer_stops_reading_10mb_send_is_bounded_then_delivered_once() -> 
             sent = service.send_message({"type": "node_log", "data": {"blob": "b" * size}})
             elapsed = time.monotonic() - start
             assert sent is False  # timed out, queued again for the next connection
-            assert elapsed <= 0.5 + 0.5
+            assert elapsed <= within(0.5)  # the message timeout
             states.wait_state(ConnectionState.RECONNECTING, timeout=5)
             assert isinstance(errors_of(states, ConnectionState.RECONNECTING)[0], MagkTimeoutError)
             # no thread is stuck: the public API answers at once while the peer still does not read
@@ -235,7 +241,7 @@ def test_row03_peer_stops_reading_10mb_send_is_bounded_then_delivered_once() -> 
             service.get_connection_health()
             sid = service.subscribe(None, lambda m: None)
             service.unsubscribe(sid)
-            assert time.monotonic() - t0 < 0.2
+            assert time.monotonic() - t0 < PROMPT_S
             proxy.stop_reading(False)
             big.wait_until(
                 lambda: any(len(m.raw) > size for m in big.received_messages), 20, "the 10 MB message"
@@ -244,13 +250,12 @@ def test_row03_peer_stops_reading_10mb_send_is_bounded_then_delivered_once() -> 
         finally:
             t0 = time.monotonic()
             service.disconnect()
-            assert time.monotonic() - t0 < 2.0
+            assert time.monotonic() - t0 < PROMPT_S
 
 
 def test_row04_refused_n_times_backoff_envelope_then_reset_after_stable(server: Backend, proxy: FaultProxy) -> None:
     n = 3
     ceilings = [0.1, 0.3, 0.9, 0.9, 0.9]  # initial 100 ms, x3, max 900 ms
-    margin = 0.15
     states = StateRecorder()
     pongs: Recorder[RealtimeMessage] = Recorder()
     service = make_service(
@@ -271,7 +276,7 @@ def test_row04_refused_n_times_backoff_envelope_then_reset_after_stable(server: 
         assert n <= len(failures) <= n + 1  # at most one more attempt raced the listener coming back
         assert proxy.connections_accepted == 1  # attempts = failures + 1, nothing after the success
         for k, (a, b) in enumerate(zip(failures, [*failures[1:], connected])):
-            assert b - a <= ceilings[k] + margin, (k, b - a)
+            assert b - a <= within(ceilings[k]), (k, b - a)
         # a stable connection (> min_stable) resets the backoff: the next outage starts at k = 0. With
         # max_reconnect_attempts=5 it survives a drop and 2 refused retries; without the reset the
         # failures would add up to >= 6 and the service would give up (state ERROR) on the way.
@@ -285,7 +290,7 @@ def test_row04_refused_n_times_backoff_envelope_then_reset_after_stable(server: 
         )
         assert ConnectionState.ERROR not in states.states()
         drop, retry1 = times_of(states, ConnectionState.RECONNECTING)[before:before + 2]
-        assert retry1 - drop <= ceilings[0] + margin
+        assert retry1 - drop <= within(ceilings[0])
         proxy.refuse(False)
         states.wait_state(ConnectionState.CONNECTED, count=2, timeout=10)
     finally:
@@ -306,13 +311,13 @@ def test_row05_hanging_handshake_each_attempt_bounded_and_interruptible(server: 
         failures = times_of(states, ConnectionState.RECONNECTING)[:3]
         assert all(isinstance(e, MagkTimeoutError) for e in errors_of(states, ConnectionState.RECONNECTING)[:3])
         spans = [failures[0] - start] + [b - a for a, b in zip(failures, failures[1:])]
-        for span in spans:  # each attempt: connect_timeout (+ a <= 20 ms backoff) + 0.2 s
-            assert connect_timeout - 0.05 <= span <= connect_timeout + 0.02 + 0.2, spans
+        for span in spans:  # each attempt: connect_timeout (+ a <= 20 ms backoff)
+            assert connect_timeout - 0.05 <= span <= within(connect_timeout + 0.02), spans
         # disconnect() in the middle of a hanging handshake returns at once
         assert proxy.wait_until(lambda p: p.connections_accepted >= 4, 5)  # a 4th attempt hangs now
         t0 = time.monotonic()
         service.disconnect()
-        assert time.monotonic() - t0 < 0.5
+        assert time.monotonic() - t0 < PROMPT_S
     finally:
         service.disconnect()
     proxy.hang_accept(False)
@@ -336,8 +341,8 @@ def test_row06_latency_and_jitter_no_false_heartbeat_failure(server: Backend, pr
     assert ConnectionState.RECONNECTING not in states.states()
     rtt_lo, rtt_hi = 2 * (latency - jitter) * 1000, 2 * (latency + jitter) * 1000
     assert health.latency_p50_ms is not None and health.latency_p99_ms is not None
-    assert rtt_lo - 10 <= health.latency_p50_ms <= rtt_hi + 100
-    assert health.latency_p99_ms <= rtt_hi + 100  # RTT + epsilon
+    assert rtt_lo - 10 <= health.latency_p50_ms <= within(rtt_hi / 1000) * 1000
+    assert health.latency_p99_ms <= within(rtt_hi / 1000) * 1000  # the RTT, late at most by the load
 
 
 def test_row07_low_bandwidth_burst_keeps_order_no_false_timeout(server: Backend, proxy: FaultProxy) -> None:
@@ -476,7 +481,7 @@ def test_row12_restart_codes_1001_1011_1014_reconnect_at_once(server: Backend) -
             server.close_connections(code)
             server.wait_for_connections(k + 1, total=True, timeout=5)
             accepted = [e for e in server.connections_log if e["outcome"] == "accepted"]
-            assert accepted[-1]["time"] - closed_at <= 0.4 + 0.3, code  # no floor: normal backoff
+            assert accepted[-1]["time"] - closed_at <= within(0.4), code  # no floor: normal backoff
         errors = errors_of(states, ConnectionState.RECONNECTING)
     assert [getattr(e, "close_code", None) for e in errors] == [1001, 1011, 1014]
     assert isinstance(errors[0], TransportClosed) and isinstance(errors[1], ServerError)
@@ -519,7 +524,7 @@ def test_row12_codes_1012_1013_wait_their_floor_and_disconnect_interrupts(
             server.wait_until(lambda: server.counters.get("ws_attempts", 0) > 1, 0.5, "a second attempt")
         t0 = time.monotonic()
         service.disconnect()
-        assert time.monotonic() - t0 < 0.5  # the long wait is interruptible
+        assert time.monotonic() - t0 < well_before(lo)  # the long wait is interruptible
         wait_threads_gone()
         assert server.counters.get("ws_attempts", 0) == 1
     finally:
@@ -804,7 +809,7 @@ def test_row27_callback_disconnect_or_close_returns_quickly(server: Backend, met
     server.publish_many(log_events(50))
     assert done.wait(5)
     wait_threads_gone()
-    assert took[0] <= 1.0
+    assert took[0] <= PROMPT_S
     assert server.counters["ws_attempts"] == 1  # no reconnect afterwards
     server.wait_for_disconnects(5)
     assert service.state in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED)
@@ -939,13 +944,13 @@ CHILD = textwrap.dedent(
 def test_row30_interpreter_exit_with_live_client(server: Backend, mode: str) -> None:
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", CHILD, server.websocket_url, mode],
-                          check=False, capture_output=True, text=True, timeout=20)
+                          check=False, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
     ended = time.monotonic()
     assert proc.returncode == 0, proc.stderr
     words = proc.stdout.split()
     assert words[0] == "connected"
-    assert ended - float(words[1]) < 2.0  # exit after the script's last line (CLOCK_MONOTONIC is system-wide)
-    assert ended - start < 5.0
+    assert ended - float(words[1]) < PROMPT_S  # exit after the script's last line (CLOCK_MONOTONIC is system-wide)
+    assert ended - start < well_before(CHILD_TIMEOUT_S)
     assert "Traceback" not in proc.stderr and "Exception" not in proc.stderr
     server.wait_for_disconnects(5)
     assert server.ws_connects == 1

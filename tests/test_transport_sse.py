@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import pytest
 import trustme
+from timings import well_before, within
 
 from magk_client.errors import (
     AuthError,
@@ -36,6 +37,11 @@ TOKEN = "tok-SECRET-4242"
 pytestmark = [pytest.mark.timeout(30), pytest.mark.magk_backend(token=TOKEN, send_ack=False)]
 API_KEY = "key-SECRET-9999"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-API-Key": API_KEY}
+
+
+#: how soon close() ends a blocked receive() or open(): generous, and far below the timeouts that
+#: would otherwise end the wait (connect 10 s and more, read 40 s, or none)
+PROMPT = well_before(10.0)
 
 
 def opts(url: str, **kw: Any) -> TransportOptions:
@@ -217,7 +223,7 @@ def test_each_event_is_handed_over_before_the_next_one_is_sent(raw_servers: Any,
     with pytest.raises(TransportClosed):
         t.receive()
     assert server_saw == [True, True, True]
-    assert max(latencies) < 1.0  # generous; the synchronisation above is the real check
+    assert max(latencies) < well_before(5.0)  # not until the server's 5 s wait; the synchronisation above is the real check
 
 
 def test_content_length_body_is_read_to_its_end(raw_servers: Any, transports: Any) -> None:
@@ -292,7 +298,7 @@ def test_silent_stream_times_out(raw_servers: Any, transports: Any) -> None:
     start = time.monotonic()
     with pytest.raises(MagkTimeoutError) as ei:
         t.receive()
-    assert 0.25 <= time.monotonic() - start < 3.0
+    assert 0.25 <= time.monotonic() - start < within(0.3)  # the read timeout
     assert "silent" in str(ei.value)
 
 
@@ -339,7 +345,7 @@ def test_connect_timeout(transports: Any) -> None:
             t.open()
         if not isinstance(ei.value, MagkTimeoutError):
             pytest.skip(f"this kernel answered the SYN: {ei.value}")
-        assert time.monotonic() - start < 0.3 + 1.0
+        assert time.monotonic() - start < within(0.3)  # the connect timeout
     finally:
         for c in fillers:
             c.close()
@@ -358,9 +364,9 @@ def test_close_from_another_thread_unblocks_receive(raw_servers: Any, transports
     start = time.monotonic()
     t.close()
     close_took = time.monotonic() - start
-    assert ended.wait(1.0), "receive() still blocked 1 s after close()"
-    th.join(1)
-    assert close_took < 1.0
+    assert ended.wait(PROMPT), "receive() still blocked after close()"
+    th.join(PROMPT)
+    assert close_took < PROMPT
     assert len(outcome) == 1 and isinstance(outcome[0], TransportClosed)
     assert t.closed and t._response is None  # released by the reader on its way out
     t.close()  # idempotent
@@ -385,8 +391,6 @@ def open_in_thread(t: SSETransport) -> Tuple[threading.Thread, threading.Event, 
     return th, ended, outcome
 
 
-#: generous, and far below the timeouts that would otherwise end the wait (40 s, 10 s)
-PROMPT = 2.0
 
 
 def test_close_from_another_thread_interrupts_the_wait_for_response_headers(raw_servers: Any, transports: Any) -> None:
@@ -569,7 +573,7 @@ def test_send_network_error_and_timeout(raw_servers: Any, transports: Any) -> No
     try:
         with pytest.raises(MagkTimeoutError):
             t2.send("{}")
-        assert time.monotonic() - start < 2.0
+        assert time.monotonic() - start < within(0.3)  # the send timeout
     finally:
         hold.set()
 
@@ -690,8 +694,8 @@ def test_tls_close_from_another_thread(raw_servers: Any, transports: Any, ca: tr
     t.open()
     th, ended, outcome = receive_in_thread(t)
     t.close()
-    assert ended.wait(1.0)
-    th.join(1)
+    assert ended.wait(PROMPT)
+    th.join(PROMPT)
     assert isinstance(outcome[0], TransportClosed)
 
 
@@ -817,4 +821,4 @@ def test_error_reply_with_an_open_ended_body_does_not_hang_open(raw_servers: Any
     start = time.monotonic()
     with pytest.raises(ProtocolError):
         t.open()
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < PROMPT

@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from timings import well_before, within
 
 from magk_client.errors import (
     AuthError,
@@ -229,7 +230,7 @@ def test_listener_that_never_answers_times_out_within_connect_timeout(transports
         start = time.monotonic()
         exc = fails(MagkTimeoutError, t.open)
         elapsed = time.monotonic() - start
-        assert 0.45 <= elapsed <= 0.5 + 0.2, elapsed
+        assert 0.45 <= elapsed <= within(0.5), elapsed
         assert isinstance(exc, TimeoutError)
     finally:
         listener.close()
@@ -260,7 +261,7 @@ def test_close_during_a_hanging_handshake_unblocks_open(transports) -> None:
             t.close()
             assert done.wait(WAIT)
         assert isinstance(box.get("error"), TransportClosed)
-        assert box["at"] - closed_at < 1.0
+        assert box["at"] - closed_at < well_before(10)  # not the connect timeout
     finally:
         listener.close()
 
@@ -478,7 +479,7 @@ def test_header_claiming_2_62_bytes_fails_at_once(servers, transports) -> None:
     t.open()
     start = time.monotonic()
     exc = fails(MessageTooLargeError, t.receive)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < well_before(WAIT)  # not until the server gives up and closes
     assert exc.close_code == 1009
     assert server.join() == 1009
 
@@ -630,7 +631,7 @@ def test_send_to_a_peer_that_stops_reading_times_out(servers, transports) -> Non
     big = "x" * (10 * 1024 * 1024)
     start = time.monotonic()
     exc = fails(MagkTimeoutError, lambda: t.send(big))
-    assert time.monotonic() - start <= 0.5 + 0.3
+    assert time.monotonic() - start <= within(0.5)  # the send timeout
     assert isinstance(exc, TimeoutError)
     # half a frame may be on the wire: the connection is dropped and says why
     assert t.closed
@@ -651,7 +652,7 @@ def test_close_from_another_thread_unblocks_receive(servers, transports) -> None
     closed_at = time.monotonic()
     t.close()
     assert done.wait(WAIT)
-    assert box["at"] - closed_at < 0.5
+    assert box["at"] - closed_at < well_before(WAIT)  # not until the server gives up and closes
     assert isinstance(box.get("error"), TransportClosed)
     assert str(box["error"]) == "closed locally"
     assert server.join() == 1000
@@ -673,7 +674,7 @@ def test_close_is_quick_when_the_peer_does_not_read(servers, transports) -> None
     # close() must not wait for it
     start = time.monotonic()
     t.close()
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < well_before(5.0)  # not the send timeout
     assert done.wait(WAIT)
     assert isinstance(box.get("error"), NetworkError)
 
@@ -980,7 +981,7 @@ def test_proxy_blackhole_then_close_unblocks_receive(proxied, transports) -> Non
     closed_at = time.monotonic()
     t.close()
     assert done.wait(WAIT)
-    assert box["at"] - closed_at < 0.5
+    assert box["at"] - closed_at < well_before(WAIT)  # not until the server gives up and closes
     assert isinstance(box.get("error"), TransportClosed)
 
 
@@ -991,7 +992,7 @@ def test_proxy_stop_reading_bounds_a_10mb_send(proxied, transports) -> None:
     proxy.stop_reading(True)
     start = time.monotonic()
     fails(MagkTimeoutError, lambda: t.send("y" * (10 * 1024 * 1024)))
-    assert time.monotonic() - start <= 0.5 + 0.3
+    assert time.monotonic() - start <= within(0.5)  # the send timeout
 
 
 def test_proxy_hang_accept_times_out_within_connect_timeout(proxied, transports) -> None:
@@ -1000,7 +1001,7 @@ def test_proxy_hang_accept_times_out_within_connect_timeout(proxied, transports)
     t = transports(proxy.url(server.ws_url()), connect_timeout=0.4)
     start = time.monotonic()
     fails(MagkTimeoutError, t.open)
-    assert time.monotonic() - start <= 0.4 + 0.2
+    assert time.monotonic() - start <= within(0.4)  # the connect timeout
 
 
 def test_proxy_refuse_is_a_network_error(proxied, transports) -> None:

@@ -27,7 +27,7 @@ FAST: Dict[str, Any] = dict(
 #: how many times slower than configured a loaded machine may run a timed step
 LOAD_FACTOR = 3.0
 #: added to every upper bound: thread scheduling, interpreter start-up of a step (seconds)
-MARGIN_S = 1.0
+MARGIN_S = 2.0
 
 
 def seconds(ms: float) -> float:
@@ -45,3 +45,9 @@ def well_before(timeout_s: float) -> float:
     close that must not wait for a send timeout): half of it. Tests pick ``timeout_s`` large
     enough (several seconds) for half of it to be generous."""
     return timeout_s / 2.0
+
+
+#: how long a call that must not block at all (the public API while a socket is stuck, a close from a
+#: callback) may take on a loaded machine: generous, and far below the hang it rules out (no timeout
+#: would end it, or a wait of ten seconds and more)
+PROMPT_S = 3.0
