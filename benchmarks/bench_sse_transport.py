@@ -16,17 +16,18 @@ Prints the medians and the ratio (b)/(a). Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
 import sys
 import time
-from typing import Callable, List
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import requests
 import sseclient
+from _servers import interleave
 
 from magk_client.errors import TransportClosed
 from magk_client.testing.raw import RawServer, sse, sse_event
@@ -96,15 +97,12 @@ def main() -> None:
         f"{args.events} events, {len(body) / args.events:.0f} bytes each, "
         f"{'chunked' if args.chunked else 'close-delimited'} body, {args.runs} interleaved runs"
     )
-    results: dict[str, List[float]] = {"baseline": [], "transport": []}
-    runners: dict[str, Callable[[str, int], float]] = {"baseline": run_baseline, "transport": run_transport}
+    cases = {
+        "baseline": functools.partial(run_baseline, server.url(), args.events),
+        "transport": functools.partial(run_transport, server.url(), args.events),
+    }
     try:
-        for i in range(args.runs):
-            order = ["baseline", "transport"] if i % 2 == 0 else ["transport", "baseline"]
-            for name in order:
-                rate = runners[name](server.url(), args.events)
-                results[name].append(rate)
-                print(f"  run {i + 1} {name:9s} {rate:10.0f} events/s")
+        results = interleave(args.runs, cases, lambda line: print(line, flush=True))
     finally:
         server.close()
     a = statistics.median(results["baseline"])

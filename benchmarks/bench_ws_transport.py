@@ -13,14 +13,14 @@ Runs are interleaved (a, b, a, b, ...); the script prints the medians and the ra
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import sys
 import time
-from typing import Callable, List
 
 import websocket
-from _servers import WS_CLOSE_1000, dumps, event
+from _servers import WS_CLOSE_1000, dumps, event, interleave
 
 from magk_client.testing.raw import OP_TEXT, RawServer, ws_frame, ws_script
 from magk_client.transports.base import TransportOptions
@@ -60,14 +60,12 @@ def main() -> None:
     blob = b"".join(ws_frame(OP_TEXT, dumps(event(i))) for i in range(n)) + WS_CLOSE_1000
     # answers each upgrade, sends the blob (a close frame last), then waits for the client to go
     server = RawServer(ws_script(lambda conn: (conn.send(blob), conn.drain())), timeout=None)
-    results: dict[str, List[float]] = {"raw": [], "transport": []}
-    cases: dict[str, Callable[[str, int], float]] = {"raw": run_raw, "transport": run_transport}
+    cases = {
+        "raw": functools.partial(run_raw, server.ws_url(), n),
+        "transport": functools.partial(run_transport, server.ws_url(), n),
+    }
     try:
-        for i in range(runs):
-            for name in ("raw", "transport") if i % 2 == 0 else ("transport", "raw"):
-                rate = cases[name](server.ws_url(), n)
-                results[name].append(rate)
-                print(f"run {i + 1} {name:9s} {rate:10,.0f} msg/s", flush=True)
+        results = interleave(runs, cases, lambda line: print(line, flush=True))
     finally:
         server.close()
     raw = statistics.median(results["raw"])

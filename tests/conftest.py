@@ -12,6 +12,8 @@ import websocket
 
 from magk_client.testing import Backend
 from magk_client.testing.raw import RawServer
+from magk_client.transports.base import TransportOptions
+from magk_client.transports.sse import SSETransport
 
 pytest_plugins = ["magk_client.testing.pytest_plugin"]  # magk_backend, magk_backend_factory, magk_proxy, ...
 pytest.register_assert_rewrite("service_helpers")  # shared helpers of the fault tests
@@ -167,3 +169,21 @@ def raw_servers() -> Iterator[Callable[..., RawServer]]:
             failures.append(exc)
     if failures:
         raise failures[0]
+
+
+@pytest.fixture()
+def sse_transports() -> Iterator[Callable[..., SSETransport]]:
+    """Factory of SSE transports, ``make(url, **options)`` (read and connect timeouts 5 s unless
+    given); every one is closed at teardown."""
+    made: List[SSETransport] = []
+
+    def make(url: str, **options: Any) -> SSETransport:
+        options.setdefault("read_timeout", 5.0)
+        options.setdefault("connect_timeout", 5.0)
+        transport = SSETransport(TransportOptions(url=url, **options))
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        transport.close()

@@ -39,13 +39,11 @@ S1-17 the WHATWG rules, one test each: test_sse_rules.py (transport over a raw s
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import random
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -53,6 +51,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 import pytest
+from checks import peak_rss, reset_peak_rss
 from service_helpers import (
     build_service,
     errors_of,
@@ -208,23 +207,6 @@ def test_row15_clean_eof_reconnects_after_retry_floor_with_last_event_id() -> No
 
 # ---------------------------------------------------------------------------------------------
 # row 18: oversized input
-
-
-def peak_rss() -> int:
-    """Peak RSS of this process (VmHWM), reset first when the kernel allows it."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0  # pragma: no cover
-
-
-def reset_peak_rss() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass  # the delta is then measured against an older peak: still an upper bound
 
 
 @pytest.mark.parametrize("shape", ["line without newline", "endless data lines"])
@@ -443,35 +425,6 @@ def test_row22_framing_chunked_and_close_delimited_no_buffering_delay(server: Ba
 
 # ---------------------------------------------------------------------------------------------
 # row 33: TLS on SSE
-
-
-@pytest.fixture(scope="module")
-def tls() -> Dict[str, Any]:
-    trustme = pytest.importorskip("trustme")
-    ca, other_ca = trustme.CA(), trustme.CA()
-
-    def server_ctx(cert: Any) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        cert.configure_cert(ctx)
-        return ctx
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return {
-        "ca": ca,
-        "other_ca": other_ca,
-        "good": server_ctx(ca.issue_cert("127.0.0.1", "localhost")),
-        "mismatch": server_ctx(ca.issue_cert("other.example")),
-        "expired": server_ctx(ca.issue_cert("127.0.0.1", not_before=now - datetime.timedelta(days=30),
-                                            not_after=now - datetime.timedelta(days=1))),
-    }
-
-
-@pytest.fixture()
-def ca_files(tls: Dict[str, Any], tmp_path: Any) -> Dict[str, str]:
-    right, wrong = tmp_path / "right.pem", tmp_path / "wrong.pem"
-    tls["ca"].cert_pem.write_to_path(str(right))
-    tls["other_ca"].cert_pem.write_to_path(str(wrong))
-    return {"right": str(right), "wrong": str(wrong)}
 
 
 @pytest.mark.parametrize(("cert", "ca"), [("good", None), ("good", "wrong"), ("mismatch", "right"), ("expired", "right")])

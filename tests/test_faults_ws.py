@@ -79,7 +79,6 @@ import logging
 import random
 import re
 import socket
-import ssl
 import subprocess
 import sys
 import textwrap
@@ -89,13 +88,12 @@ import weakref
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
+from checks import exception_chain, open_fds, rss_bytes
 from service_helpers import (
     build_service,
     errors_of,
     event_ids,
     log_events,
-    open_fds,
-    rss_bytes,
     sdk_threads,
     times_of,
     wait_threads_gone,
@@ -1024,37 +1022,6 @@ def test_row32_offline_overflow_bounded_and_counted(server: Backend) -> None:
 # rows 33-36: security
 
 
-@pytest.fixture(scope="module")
-def tls() -> Dict[str, Any]:
-    trustme = pytest.importorskip("trustme")
-    import datetime
-
-    ca, other_ca = trustme.CA(), trustme.CA()
-
-    def server_ctx(cert: Any) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        cert.configure_cert(ctx)
-        return ctx
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return {
-        "ca": ca,
-        "good": server_ctx(ca.issue_cert("127.0.0.1", "localhost")),
-        "mismatch": server_ctx(ca.issue_cert("other.example")),
-        "expired": server_ctx(ca.issue_cert("127.0.0.1", not_before=now - datetime.timedelta(days=30),
-                                            not_after=now - datetime.timedelta(days=1))),
-        "other_ca": other_ca,
-    }
-
-
-@pytest.fixture()
-def ca_files(tls: Dict[str, Any], tmp_path: Any) -> Dict[str, str]:
-    right, wrong = tmp_path / "right.pem", tmp_path / "wrong.pem"
-    tls["ca"].cert_pem.write_to_path(str(right))
-    tls["other_ca"].cert_pem.write_to_path(str(wrong))
-    return {"right": str(right), "wrong": str(wrong)}
-
-
 @pytest.mark.parametrize(("cert", "ca"), [("good", None), ("good", "wrong"), ("mismatch", "right"), ("expired", "right")])
 def test_row33_tls_no_ca_mismatch_expired_are_terminal_single_attempt(
     tls: Dict[str, Any], ca_files: Dict[str, str], cert: str, ca: Optional[str]
@@ -1165,17 +1132,6 @@ def test_row35_close_reason_echoing_the_token_is_redacted(server: Backend, caplo
     assert token not in everything
 
 
-def _chain(exc: BaseException) -> List[BaseException]:
-    seen: List[BaseException] = []
-    todo = [exc]
-    while todo:
-        e = todo.pop()
-        if not any(e is x for x in seen):
-            seen.append(e)
-            todo += [x for x in (e.__cause__, e.__context__) if x is not None]
-    return seen
-
-
 def test_row35_refused_handshake_echoing_the_token_leaks_it_nowhere(
     raw_servers: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -1206,7 +1162,7 @@ def test_row35_refused_handshake_echoing_the_token_leaks_it_nowhere(
     finally:
         websocket.enableTrace(False)
     out, err = capfd.readouterr()
-    chain = _chain(info.value)
+    chain = exception_chain(info.value)
     texts = [caplog.text, out, err, *health.errors, "".join(traceback.format_exception(info.value))]
     texts += [f"{e!s} {e!r} {e.args!r} {vars(e)!r}" for e in chain]
     everything = "\n".join(texts)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from checks import open_fds
 
 from magk_client.testing.proxy import FaultProxy
 from magk_client.testing.raw import RawServer, echo, sink, source
@@ -38,10 +39,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
 
 def proxy_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("magk-proxy")]
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def recv_exactly(sock: socket.socket, n: int) -> bytes:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 from typing import Any, List
 
 import pytest
+from checks import open_fds
+from service_helpers import event_ids, sdk_threads, workflow_done
 from timings import FAST
 
 from magk_client import (
@@ -31,30 +32,13 @@ def make_service(backend: Backend, **overrides: Any) -> RealtimeService:
     return RealtimeService(**options)
 
 
-def sdk_threads() -> List[str]:
-    return sorted(
-        t.name for t in threading.enumerate() if t.name.startswith(("magk-reader", "magk-supervisor", "magk-dispatcher"))
-    )
-
-
-def is_end(message: RealtimeMessage) -> bool:
-    return message.type == MessageType.WORKFLOW_EVENT and message.data.get("type") in (
-        "workflow_completed",
-        "workflow_failed",
-    )
-
-
-def event_ids(messages: List[RealtimeMessage]) -> List[str]:
-    return [m.id for m in messages if m.id and m.type not in ("subscription_ack", "subscription_error")]
-
-
 def test_sse_receives_workflow_and_sends_over_http(magk_backend: Backend) -> None:
     got: Recorder[RealtimeMessage] = Recorder()
     with make_service(magk_backend, preferred_type="eventsource") as service:
         assert service.connection_type is ConnectionType.EVENTSOURCE
         service.subscribe(None, got)
         magk_backend.execute_command("start_workflow", "wf-1")
-        got.wait_for(lambda xs: any(is_end(m) for m in xs), 10)
+        got.wait_for(lambda xs: any(workflow_done(m) for m in xs), 10)
         assert service.send_message({"type": "node_log", "data": {"via": "sse"}}) is True
         received = magk_backend.wait_for_received(lambda m: m.message.get("data", {}).get("via") == "sse")
         assert received
@@ -62,7 +46,7 @@ def test_sse_receives_workflow_and_sends_over_http(magk_backend: Backend) -> Non
 
 
 def test_sse_threads_and_sockets_back_to_baseline(magk_backend: Backend) -> None:
-    fds = len(os.listdir("/proc/self/fd"))
+    fds = open_fds()
     service = make_service(magk_backend, preferred_type="eventsource")
     for _ in range(10):
         service.connect()
@@ -70,7 +54,7 @@ def test_sse_threads_and_sockets_back_to_baseline(magk_backend: Backend) -> None
         service.disconnect()
         assert sdk_threads() == []
     magk_backend.wait_for_disconnects(5)
-    assert len(os.listdir("/proc/self/fd")) <= fds + 2
+    assert open_fds() <= fds + 2
 
 
 def stream_with_drops(magk_backend: Backend, service: RealtimeService, total: int, drops: int, rng: random.Random,

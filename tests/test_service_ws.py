@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any, List
 
 import pytest
+from checks import open_fds
+from service_helpers import workflow_done
 from timings import FAST, within
 
 from magk_client import (
@@ -50,17 +51,6 @@ def wait_threads_gone(timeout: float = 5.0) -> None:
             if t.name.startswith(("magk-reader", "magk-supervisor", "magk-dispatcher")):
                 t.join(0.05)
     assert thread_names() == []
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def workflow_done(message: RealtimeMessage) -> bool:
-    return message.type == MessageType.WORKFLOW_EVENT and message.data.get("type") in (
-        "workflow_completed",
-        "workflow_failed",
-    )
 
 
 def test_connect_receive_whole_workflow_in_order(magk_backend: Backend) -> None:

@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from checks import exception_chain
 from timings import well_before, within
 
 from magk_client.errors import (
@@ -766,19 +767,6 @@ def test_debug_logs_and_library_trace_hold_no_secret(servers, transports, caplog
     assert TOKEN not in caplog.text
     assert API_KEY not in caplog.text
     assert TOKEN not in repr(t)
-
-
-def exception_chain(exc: BaseException) -> List[BaseException]:
-    """``exc`` and everything reachable through ``__cause__`` and ``__context__``."""
-    seen: List[BaseException] = []
-    todo: List[BaseException] = [exc]
-    while todo:
-        e = todo.pop()
-        if any(e is s for s in seen):
-            continue
-        seen.append(e)
-        todo += [x for x in (e.__cause__, e.__context__) if x is not None]
-    return seen
 
 
 def chain_text(exc: BaseException) -> str:
