@@ -121,8 +121,11 @@ def test_tcp_echo_records_each_connections_reads() -> None:
         assert server.errors == [] and server.requests == []
 
 
-@pytest.mark.parametrize(("size", "head"), [(0, b"\x81\x00"), (125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"),
-                                           (65536, b"\x81\x7f" + struct.pack("!Q", 65536))])
+@pytest.mark.parametrize(
+    ("size", "head"),
+    [(0, b"\x81\x00"), (125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"), (65536, b"\x81\x7f" + struct.pack("!Q", 65536))],
+    ids=["empty", "7-bit", "16-bit", "64-bit"],
+)
 def test_ws_frame_length_forms(size: int, head: bytes) -> None:
     assert ws_frame(OP_TEXT, b"a" * size) == head + b"a" * size
 
