@@ -631,7 +631,15 @@ VIOLATIONS = {
 @pytest.mark.parametrize("name", list(VIOLATIONS))
 def test_row16_protocol_violation_fails_connection_with_code(raw_servers: Any, name: str) -> None:
     data, code = VIOLATIONS[name]
-    raw = raw_servers(send_then_read_close(lambda conn: ws_frame(OP_TEXT, envelope(conn.index)) + data))
+    connected = threading.Event()  # the violation comes after connect() returned: it cannot race it
+
+    def script(conn: Conn) -> Optional[int]:
+        conn.send(ws_frame(OP_TEXT, envelope(conn.index)))
+        connected.wait(5)
+        conn.send(data)
+        return conn.read_close_code()
+
+    raw = raw_servers(ws_script(script))
     states = StateRecorder()
     errors: Recorder[Any] = Recorder()
     got: Recorder[RealtimeMessage] = Recorder()
@@ -640,6 +648,7 @@ def test_row16_protocol_violation_fails_connection_with_code(raw_servers: Any, n
     service.on_error(errors)
     service.subscribe("node_log", got)
     service.connect(timeout=5)
+    connected.set()
     states.wait_state(ConnectionState.ERROR, timeout=5)
     wait_threads_gone_except_dispatcher()
     got.wait_count(1)  # what came before the violation was delivered
