@@ -6,31 +6,19 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from sse_raw_server import Conn, Handler, RawServer, Request, reply, sse
+from timings import FAST
 
 from magk_client import RealtimeAdapter
 from magk_client.testing import Backend
+from magk_client.testing.raw import Conn, Handler, RawServer, Request, reply, sse
 
-#: fast reconnects, a slow heartbeat, no fallback (each test picks its transport)
-FAST_CONNECTION: Dict[str, Any] = dict(
-    fallback_to_secondary=False,
-    reconnect_interval_ms=20,
-    max_reconnect_interval_ms=200,
-    heartbeat_interval_ms=5000,
-    heartbeat_timeout_ms=2000,
-    connection_timeout_ms=3000,
-    message_timeout_ms=3000,
-    min_stable_connection_ms=0,
-    max_reconnect_attempts=1000,
-    circuit_breaker_threshold=1000,
-)
 TRANSPORTS = ("websocket", "eventsource")
 
 
 def make_adapter(
     backend_url: str, transport: str = "websocket", connection: Optional[Dict[str, Any]] = None, **overrides: Any
 ) -> RealtimeAdapter:
-    options = dict(FAST_CONNECTION, preferred_type=transport)
+    options = dict(FAST, preferred_type=transport)
     options.update(connection or {})
     overrides.setdefault("enable_health_check", False)
     overrides.setdefault("retry_delay_ms", 20)

@@ -9,11 +9,11 @@ import json
 import logging
 import re
 import time
-from typing import Any, Iterator, List
+from typing import Any, Callable, List
 
 import pytest
-from service_helpers import FAST, build_service
-from sse_raw_server import RawServer, sse
+from service_helpers import build_service
+from timings import FAST
 
 from magk_client import (
     CircuitOpenError,
@@ -32,6 +32,7 @@ from magk_client.models import CircuitState
 from magk_client.policies import Backoff
 from magk_client.testing import Backend
 from magk_client.testing.proxy import FaultProxy
+from magk_client.testing.raw import RawServer, sse
 from magk_client.testing.recorder import Recorder, StateRecorder
 
 pytest_plugins = ["service_helpers"]  # its fixtures: server, proxy, and the autouse thread check
@@ -410,22 +411,13 @@ def test_websocket_only_config_connects_over_websocket(server: Backend) -> None:
 # finding 16: a read larger than max_dispatch_queue drops only the excess
 
 
-@pytest.fixture()
-def raw_sse() -> Iterator[List[RawServer]]:
-    made: List[RawServer] = []
-    yield made
-    for s in made:
-        s.close()
-
-
-def test_burst_larger_than_dispatch_bound_drops_only_the_excess(raw_sse: List[RawServer]) -> None:
+def test_burst_larger_than_dispatch_bound_drops_only_the_excess(raw_servers: Callable[..., RawServer]) -> None:
     bound, burst = 200, 5000
     body = b"".join(
         b"id: e-%d\ndata: %s\n\n" % (i, json.dumps({"id": f"e-{i}", "type": "node_log", "data": {"i": i}}).encode())
         for i in range(burst)
     )
-    raw = RawServer([sse([body], finish="hold")])  # the whole burst in one write
-    raw_sse.append(raw)
+    raw = raw_servers([sse([body], finish="hold")])  # the whole burst in one write
     record: Recorder[Any] = Recorder()  # messages and errors, in dispatch order
     service = build_service(
         dict(FAST, websocket_url=None, event_source_url=raw.url(), preferred_type="eventsource",

@@ -15,7 +15,6 @@ from typing import List, Optional, Sequence, Tuple
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sse_raw_server import RawServer, Step, sse
 
 from magk_client.errors import (
     MagkConnectionError,
@@ -24,6 +23,7 @@ from magk_client.errors import (
     ServerError,
     TransportClosed,
 )
+from magk_client.testing.raw import RawServer, Step, sse
 from magk_client.transports.base import SSEEvent, TransportOptions
 from magk_client.transports.sse import SSETransport
 from magk_client.transports.sse_stream import SSEDecoder
