@@ -12,7 +12,8 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from adapter_helpers import FAST_CONNECTION, TRANSPORTS, eventually, make_adapter, sdk_threads
+from adapter_helpers import TRANSPORTS, eventually, make_adapter, sdk_threads
+from timings import FAST
 
 from magk_client import (
     ClientClosedError,
@@ -385,7 +386,7 @@ def test_the_global_service_functions_from_many_threads(server: Backend) -> None
     def create(i: int) -> None:
         barrier.wait()
         made[i] = create_global_realtime_service(
-            websocket_url=server.websocket_url, event_source_url=server.event_source_url, **FAST_CONNECTION
+            websocket_url=server.websocket_url, event_source_url=server.event_source_url, **FAST
         )
 
     run_threads(create, threads)
@@ -401,7 +402,7 @@ def test_the_global_service_functions_from_many_threads(server: Backend) -> None
     run_threads(lambda i: seen.append(get_global_realtime_service()), threads)
     assert len(seen) == threads and all(s is current for s in seen)
     # a new global replaces (and closes) the connected one: its threads end
-    replacement = create_global_realtime_service(websocket_url=server.websocket_url, **FAST_CONNECTION)
+    replacement = create_global_realtime_service(websocket_url=server.websocket_url, **FAST)
     assert current.state is ConnectionState.CLOSED and get_global_realtime_service() is replacement
     assert not sdk_threads()
     replacement.connect(timeout=10)
