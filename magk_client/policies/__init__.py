@@ -13,7 +13,7 @@ and :class:`HeartbeatMonitor` hold mutable state and are **not thread-safe** on
 their own: the service calls them with its lock held.
 
 The objects live in one module each (:mod:`.backoff`, :mod:`.breaker`, :mod:`.heartbeat`,
-:mod:`.recovery`); this package re-exports them.
+:mod:`.recovery`, :mod:`.transport_choice`); this package re-exports them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .backoff import Backoff, ReconnectTracker
 from .breaker import CircuitBreaker
 from .heartbeat import HeartbeatMonitor
 from .recovery import RecoveryPlan, close_code_floor, recovery_plan
+from .transport_choice import FailureDecision, GiveUp, PreferredRetry, decide_after_failure
 
 __all__ = [
     "Backoff",
@@ -33,4 +34,8 @@ __all__ = [
     "RecoveryPlan",
     "close_code_floor",
     "recovery_plan",
+    "FailureDecision",
+    "GiveUp",
+    "PreferredRetry",
+    "decide_after_failure",
 ]
