@@ -721,6 +721,39 @@ def test_row16_binary_message_not_utf8_is_dropped_counted_and_the_connection_sta
     assert raw.close_codes == [1000] and raw.accepted == 1  # closed by disconnect(), never 1007
 
 
+def test_row16_binary_message_not_utf8_is_reported_as_such(raw_servers: Any) -> None:
+    """The report names what is wrong: a binary message that is not UTF-8 (with its size), not
+    "not valid JSON" about the transport's placeholder text; still an InvalidMessage, counted,
+    and the connection stays up."""
+    raw = raw_servers(
+        lambda k, sock: raw.send_then_read_close(
+            sock,
+            frame(OP_BINARY, b"\xfe" * 125)
+            + frame(OP_BINARY, b"\xfe" * 10, fin=False)
+            + frame(OP_CONT, b"\xfe" * 10)
+            + frame(OP_TEXT, b"{not json")  # text that is not JSON still says so
+            + frame(OP_TEXT, envelope(1)),
+        )
+    )
+    errors: Recorder[Any] = Recorder()
+    got: Recorder[RealtimeMessage] = Recorder()
+    service = make_service(raw.url())
+    service.on_error(errors)
+    service.subscribe("node_log", got)
+    with service:
+        got.wait_count(1)
+        errors.wait_count(3)
+        health = service.get_connection_health()
+        assert service.is_connected
+    assert [type(e) for e in errors.items] == [InvalidMessage] * 3
+    messages = [str(e) for e in errors.items]
+    assert messages[0] == "binary message is not UTF-8 (125 bytes)"
+    assert messages[1] == "binary message is not UTF-8 (20 bytes)"
+    assert "not valid JSON" in messages[2]
+    assert health.invalid_messages == 3 and health.total_reconnects == 0
+    assert health.errors[0] == "InvalidMessage: binary message is not UTF-8 (125 bytes)"
+
+
 def test_row17_message_of_at_most_125_bytes_over_a_small_limit_is_refused(raw_servers: Any) -> None:
     limit = 100
 

@@ -221,7 +221,8 @@ def test_update_config_keeps_an_open_breaker_open(server: Backend, proxy: FaultP
         assert service.get_connection_health().circuit_state is CircuitState.OPEN
         service.update_config(max_queue_size=500, reconnect_interval_ms=30)
         assert service.get_connection_health().circuit_state is CircuitState.OPEN
-        assert service._breaker.consecutive_failures >= 2
+        opened = [e for _, e in states.items if isinstance(e, CircuitOpenError)]
+        assert opened[-1].failures >= 2
     finally:
         service.disconnect()
 
@@ -262,7 +263,7 @@ def test_update_config_heartbeat_applies_at_once(server: Backend, proxy: FaultPr
 
 
 def service_records(caplog: pytest.LogCaptureFixture, service: RealtimeService) -> List[logging.LogRecord]:
-    name = f"magk_client.service.{service._number}"
+    name = f"magk_client.service.{service.number}"
     return [r for r in caplog.records if r.name == name]
 
 
@@ -270,9 +271,9 @@ def test_log_level_sets_the_level_of_the_service_logger(server: Backend, caplog:
     caplog.set_level(logging.DEBUG)
     quiet = direct(server, log_level="warning")
     chatty = direct(server, log_level="debug")
-    logger = logging.getLogger(f"magk_client.service.{quiet._number}")
+    logger = logging.getLogger(f"magk_client.service.{quiet.number}")
     assert logger.level == logging.WARNING and logger.handlers == []
-    assert logging.getLogger(f"magk_client.service.{chatty._number}").level == logging.DEBUG
+    assert logging.getLogger(f"magk_client.service.{chatty.number}").level == logging.DEBUG
     for service in (quiet, chatty):
         states = StateRecorder()
         service.on_connection_state_change(states)
@@ -284,7 +285,7 @@ def test_log_level_sets_the_level_of_the_service_logger(server: Backend, caplog:
     assert any(t.startswith("reconnecting in") for t in texts)  # DEBUG
     assert any("NetworkError" in t for t in texts)  # INFO
     chatty.update_config(log_level="error")
-    assert logging.getLogger(f"magk_client.service.{chatty._number}").level == logging.ERROR
+    assert logging.getLogger(f"magk_client.service.{chatty.number}").level == logging.ERROR
 
 
 def test_the_application_logging_configuration_still_applies(server: Backend, caplog: pytest.LogCaptureFixture) -> None:
@@ -314,19 +315,19 @@ def test_enable_debug_logging_logs_message_summaries_without_secrets(caplog: pyt
             got: Recorder[RealtimeMessage] = Recorder()
             service.subscribe("node_log", got)
             with service:
-                service.send_message({"type": "node_log", "id": f"out-{service._number}", "data": {"t": token}})
+                service.send_message({"type": "node_log", "id": f"out-{service.number}", "data": {"t": token}})
                 server.publish({"type": "node_log", "data": {"secret": token, "n": n}})
                 got.wait_for(lambda xs, n=n: any(m.data.get("n") == n for m in xs), 10, "the published event")
     plain_texts = [r.getMessage() for r in service_records(caplog, plain)]
     traced_records = service_records(caplog, traced)
     traced_texts = [r.getMessage() for r in traced_records]
     assert not [t for t in plain_texts if t.startswith(("->", "<-"))]  # not without enable_debug_logging
-    sent = [t for t in traced_texts if t.startswith("->") and f"out-{traced._number}" in t]
+    sent = [t for t in traced_texts if t.startswith("->") and f"out-{traced.number}" in t]
     received = [t for t in traced_texts if t.startswith("<-") and "node_log" in t]
     assert sent and received
     assert all(r.levelno == logging.DEBUG for r in traced_records if r.getMessage().startswith(("->", "<-")))
     assert token not in caplog.text
-    assert logging.getLogger(f"magk_client.service.{traced._number}").level == logging.DEBUG
+    assert logging.getLogger(f"magk_client.service.{traced.number}").level == logging.DEBUG
 
 
 # ---------------------------------------------------------------------------------------------

@@ -200,7 +200,8 @@ def test_wait_above_timeout_max_is_clamped(server: Backend) -> None:
 class _BrokenSupervisor(RealtimeService):
     """A service whose supervisor meets an unexpected exception (a bug, simulated) on its first attempt."""
 
-    def _make_transport(self, ctype: Any) -> Any:
+    @staticmethod
+    def transport_factory(config: Any, ctype: Any) -> Any:
         raise RuntimeError("simulated bug in the supervisor")
 
 
