@@ -4,7 +4,7 @@ Two kinds of server, both on 127.0.0.1, port 0:
 
 * the reference :class:`~magk_client.testing.backend.Backend` (aiohttp), driven by
   ``publish_many`` (throughput) and ``publish`` at a fixed rate (latency);
-* :class:`RawServer`, a raw-socket server that answers the WebSocket upgrade (``/ws/...``) or the
+* :func:`raw_server`, a raw-socket server (``magk_client.testing.raw``) that answers the WebSocket upgrade (``/ws/...``) or the
   SSE request (``/events/...``) by hand and then writes pre-framed bytes, so that it is not the
   bottleneck. The path picks what it sends:
 
@@ -24,9 +24,7 @@ so the send timestamps written by the child and the receive times read by the pa
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -43,8 +41,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from magk_client import RealtimeMessage, RealtimeService
 from magk_client.testing.backend import Backend
+from magk_client.testing.raw import (
+    OP_CLOSE,
+    OP_TEXT,
+    Conn,
+    RawServer,
+    Request,
+    chunk,
+    close_payload,
+    sse_event,
+    ws_frame,
+)
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MESSAGE_SIZE = 150
 #: per-run guard: no single measured loop may take longer than this (seconds)
 RUN_TIMEOUT = 60.0
@@ -83,27 +91,7 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def ws_frame(payload: bytes) -> bytes:
-    """One unmasked server-to-client text frame."""
-    n = len(payload)
-    if n < 126:
-        return bytes([0x81, n]) + payload
-    if n < 65536:
-        return bytes([0x81, 126]) + n.to_bytes(2, "big") + payload
-    return bytes([0x81, 127]) + n.to_bytes(8, "big") + payload
-
-
-def sse_frame(payload: bytes, event_id: Optional[str]) -> bytes:
-    head = b"id: " + event_id.encode() + b"\n" if event_id is not None else b""
-    return head + b"data: " + payload + b"\n\n"
-
-
-def chunk(data: bytes) -> bytes:
-    """One HTTP/1.1 chunk (the raw SSE server's body is chunked, as aiohttp's and most servers' are)."""
-    return b"%x\r\n" % len(data) + data + b"\r\n"
-
-
-WS_CLOSE_1000 = b"\x88\x02\x03\xe8"
+WS_CLOSE_1000 = ws_frame(OP_CLOSE, close_payload(1000))
 
 
 def paced(rate: float, duration: float) -> Iterator[int]:
@@ -119,83 +107,40 @@ def paced(rate: float, duration: float) -> Iterator[int]:
 # ---------------------------------------------------------------------------------------- raw server
 
 
-class RawServer:
-    """A raw-socket WebSocket + SSE server (see the module docstring)."""
+def raw_server(n_blast: int) -> RawServer:
+    """The raw WebSocket + SSE server of the module docstring (a :class:`RawServer` of
+    magk_client.testing.raw, without socket timeouts: a profiled client may read slowly)."""
+    msgs = [event(i) for i in range(n_blast)]
+    ws_blob = b"".join(ws_frame(OP_TEXT, dumps(m)) for m in msgs) + WS_CLOSE_1000
+    body = b"".join(sse_event(dumps(m), str(m["id"])) for m in msgs)
+    sse_blob = b"".join(chunk(body[i : i + 65536]) for i in range(0, len(body), 65536)) + b"0\r\n\r\n"
 
-    def __init__(self, n_blast: int) -> None:
-        msgs = [event(i) for i in range(n_blast)]
-        self.ws_blob = b"".join(ws_frame(dumps(m)) for m in msgs) + WS_CLOSE_1000
-        body = b"".join(sse_frame(dumps(m), str(m["id"])) for m in msgs)
-        self.sse_blob = b"".join(chunk(body[i : i + 65536]) for i in range(0, len(body), 65536)) + b"0\r\n\r\n"
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = int(self.listener.getsockname()[1])
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, name="raw-server", daemon=True).start()
+    def handle(conn: Conn, req: Request) -> None:
+        target = urlsplit(req.path)
+        query = {k: v[0] for k, v in parse_qs(target.query).items()}
+        websocket = target.path.startswith("/ws/")
+        if websocket:
+            conn.upgrade(req)
+        else:
+            conn.head(200, [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")], chunked=True)
+        if target.path.endswith("/blast"):
+            conn.send(ws_blob if websocket else sse_blob)
+        elif target.path.endswith("/paced"):
+            _paced(conn, websocket, float(query.get("rate", "1000")), float(query.get("duration", "5")))
+        if websocket:
+            conn.drain(5.0)  # wait (bounded) for the client to go, so it reads the close frame, not a reset
+        else:
+            conn.sock.shutdown(socket.SHUT_WR)
 
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    return RawServer(handle, timeout=None)
 
-    def _serve(self, conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data and len(data) < 65536:
-                    part = conn.recv(4096)
-                    if not part:
-                        return
-                    data += part
-                head = data.decode("latin-1").split("\r\n")
-                target = urlsplit(head[0].split(" ")[1])
-                query = {k: v[0] for k, v in parse_qs(target.query).items()}
-                websocket = target.path.startswith("/ws/")
-                if websocket:
-                    key = next(
-                        line.split(":", 1)[1].strip() for line in head if line.lower().startswith("sec-websocket-key:")
-                    )
-                    accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-                    conn.sendall(
-                        (
-                            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                            f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
-                        ).encode()
-                    )
-                else:
-                    conn.sendall(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                        b"Transfer-Encoding: chunked\r\n\r\n"
-                    )
-                if target.path.endswith("/blast"):
-                    conn.sendall(self.ws_blob if websocket else self.sse_blob)
-                elif target.path.endswith("/paced"):
-                    self._paced(conn, websocket, float(query.get("rate", "1000")), float(query.get("duration", "5")))
-                if websocket:
-                    # wait (bounded) for the client to go, so it reads the close frame, not a reset
-                    conn.settimeout(5.0)
-                    while conn.recv(65536):
-                        pass
-                else:
-                    conn.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
-    def _paced(self, conn: socket.socket, websocket: bool, rate: float, duration: float) -> None:
-        for i in paced(rate, duration):
-            msg = event(i, t=time.perf_counter())
-            payload = dumps(msg)
-            conn.sendall(ws_frame(payload) if websocket else chunk(sse_frame(payload, str(msg["id"]))))
-        conn.sendall(WS_CLOSE_1000 if websocket else b"0\r\n\r\n")
-
-    def close(self) -> None:
-        self._closed.set()
-        self.listener.close()
+def _paced(conn: Conn, websocket: bool, rate: float, duration: float) -> None:
+    for i in paced(rate, duration):
+        msg = event(i, t=time.perf_counter())
+        payload = dumps(msg)
+        conn.send(ws_frame(OP_TEXT, payload) if websocket else chunk(sse_event(payload, str(msg["id"]))))
+    conn.send(WS_CLOSE_1000 if websocket else b"0\r\n\r\n")
 
 
 # ---------------------------------------------------------------------------------------- host
@@ -205,7 +150,7 @@ def _host_main(pipe: multiprocessing.connection.Connection, n_blast: int) -> Non
     """The server side: a Backend and a RawServer, driven by commands over ``pipe``."""
     backend = Backend(pace=0.0, replay_size=1000)
     backend.start()
-    raw = RawServer(n_blast)
+    raw = raw_server(n_blast)
     prepared: List[Dict[str, Any]] = []
     pipe.send({"backend_ws": backend.websocket_url, "backend_sse": backend.event_source_url, "raw_port": raw.port})
     try:

@@ -16,21 +16,21 @@ Prints the medians and the ratio (b)/(a). Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import socket
 import statistics
 import sys
-import threading
 import time
-from typing import Callable, List
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import requests
 import sseclient
+from _servers import interleave
 
 from magk_client.errors import TransportClosed
+from magk_client.testing.raw import RawServer, sse, sse_event
 from magk_client.transports.base import TransportOptions
 from magk_client.transports.sse import SSETransport
 
@@ -46,57 +46,8 @@ def make_body(n: int) -> bytes:
             "nodeId": "n-1",
             "data": {"progress": {"current": i, "total": n}},
         }
-        parts.append(f"id: e-{i}\ndata: {json.dumps(msg, separators=(',', ':'))}\n\n")
-    return "".join(parts).encode("utf-8")
-
-
-class Server:
-    def __init__(self, body: bytes, chunked: bool) -> None:
-        self.body = body
-        self.chunked = chunked
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buf += data
-            head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            head += "Transfer-Encoding: chunked\r\n\r\n" if self.chunked else "Connection: close\r\n\r\n"
-            conn.sendall(head.encode())
-            view = memoryview(self.body)
-            step = 256 * 1024
-            for i in range(0, len(view), step):
-                piece = view[i : i + step]
-                if self.chunked:
-                    conn.sendall(b"%x\r\n" % len(piece) + bytes(piece) + b"\r\n")
-                else:
-                    conn.sendall(piece)
-            if self.chunked:
-                conn.sendall(b"0\r\n\r\n")
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/events/realtime"
+        parts.append(sse_event(json.dumps(msg, separators=(",", ":")).encode(), f"e-{i}"))
+    return b"".join(parts)
 
 
 def run_baseline(url: str, n: int) -> float:
@@ -139,19 +90,21 @@ def main() -> None:
     ap.add_argument("--chunked", action="store_true", help="chunked transfer encoding (default close-delimited)")
     args = ap.parse_args()
     body = make_body(args.events)
-    server = Server(body, args.chunked)
+    step = 256 * 1024  # sent in large slices, so the server is not the bottleneck
+    slices = [body[i : i + step] for i in range(0, len(body), step)]
+    server = RawServer([sse(slices, chunked=args.chunked)], timeout=None)
     print(
         f"{args.events} events, {len(body) / args.events:.0f} bytes each, "
         f"{'chunked' if args.chunked else 'close-delimited'} body, {args.runs} interleaved runs"
     )
-    results: dict[str, List[float]] = {"baseline": [], "transport": []}
-    runners: dict[str, Callable[[str, int], float]] = {"baseline": run_baseline, "transport": run_transport}
-    for i in range(args.runs):
-        order = ["baseline", "transport"] if i % 2 == 0 else ["transport", "baseline"]
-        for name in order:
-            rate = runners[name](server.url, args.events)
-            results[name].append(rate)
-            print(f"  run {i + 1} {name:9s} {rate:10.0f} events/s")
+    cases = {
+        "baseline": functools.partial(run_baseline, server.url(), args.events),
+        "transport": functools.partial(run_transport, server.url(), args.events),
+    }
+    try:
+        results = interleave(args.runs, cases, lambda line: print(line, flush=True))
+    finally:
+        server.close()
     a = statistics.median(results["baseline"])
     b = statistics.median(results["transport"])
     print(f"median (a) sseclient-py + requests (README) + json.loads: {a:10.0f} events/s")

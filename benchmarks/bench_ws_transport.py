@@ -13,91 +13,18 @@ Runs are interleaved (a, b, a, b, ...); the script prints the medians and the ra
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import functools
 import json
-import socket
 import statistics
 import sys
-import threading
 import time
-from typing import Callable, List
 
 import websocket
+from _servers import WS_CLOSE_1000, dumps, event, interleave
 
+from magk_client.testing.raw import OP_TEXT, RawServer, ws_frame, ws_script
 from magk_client.transports.base import TransportOptions
 from magk_client.transports.websocket import WebSocketTransport
-
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def message(i: int) -> bytes:
-    base = {
-        "id": f"e-{i:07d}",
-        "type": "node_progress_update",
-        "workflowId": "wf-1",
-        "nodeId": "n-1",
-        "data": {"progress": {"current": i % 10, "total": 10}, "p": ""},
-    }
-    raw = json.dumps(base, separators=(",", ":"))
-    base["data"]["p"] = "x" * (150 - len(raw))  # type: ignore[index]
-    out = json.dumps(base, separators=(",", ":")).encode()
-    assert len(out) == 150, len(out)
-    return out
-
-
-def framed(payload: bytes) -> bytes:
-    return bytes([0x81, 126]) + len(payload).to_bytes(2, "big") + payload
-
-
-class BlastServer:
-    """Answers each upgrade, sends the blob, then a close frame, and waits for the client to go."""
-
-    def __init__(self, blob: bytes) -> None:
-        self.blob = blob + b"\x88\x02\x03\xe8"
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(4)
-        self.url = f"ws://127.0.0.1:{self.listener.getsockname()[1]}/ws/realtime"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
-            key = next(
-                line.split(":", 1)[1].strip()
-                for line in data.decode("latin-1").split("\r\n")
-                if line.lower().startswith("sec-websocket-key:")
-            )
-            accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-            conn.sendall(
-                (
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
-                ).encode()
-            )
-            try:
-                conn.sendall(self.blob)
-                while conn.recv(65536):
-                    pass
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def run_raw(url: str, n: int) -> float:
@@ -130,16 +57,15 @@ def run_transport(url: str, n: int) -> float:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    blob = b"".join(framed(message(i)) for i in range(n))
-    server = BlastServer(blob)
-    results: dict[str, List[float]] = {"raw": [], "transport": []}
-    cases: dict[str, Callable[[str, int], float]] = {"raw": run_raw, "transport": run_transport}
+    blob = b"".join(ws_frame(OP_TEXT, dumps(event(i))) for i in range(n)) + WS_CLOSE_1000
+    # answers each upgrade, sends the blob (a close frame last), then waits for the client to go
+    server = RawServer(ws_script(lambda conn: (conn.send(blob), conn.drain())), timeout=None)
+    cases = {
+        "raw": functools.partial(run_raw, server.ws_url(), n),
+        "transport": functools.partial(run_transport, server.ws_url(), n),
+    }
     try:
-        for i in range(runs):
-            for name in ("raw", "transport") if i % 2 == 0 else ("transport", "raw"):
-                rate = cases[name](server.url, n)
-                results[name].append(rate)
-                print(f"run {i + 1} {name:9s} {rate:10,.0f} msg/s", flush=True)
+        results = interleave(runs, cases, lambda line: print(line, flush=True))
     finally:
         server.close()
     raw = statistics.median(results["raw"])

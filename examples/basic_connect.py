@@ -1,41 +1,43 @@
-"""Connect to a MAGK backend, print a workflow's events, and show the connection health.
+"""Basic connection (the seed's BasicRealtimeExample): connect, look at the status and the backend's
+health, start a workflow, wait for its end, disconnect.
 
-Runs against the embedded reference backend (``pip install "magk-client[server]"``);
-pass a base URL to use a real backend instead: ``python basic_connect.py http://localhost:8000``.
+    python examples/basic_connect.py [--url http://localhost:8000] [--workflow wf-1]
 """
 
 from __future__ import annotations
 
-import sys
+import threading
 
-from magk_client import RealtimeAdapterConfig, RealtimeMessage, RealtimeService
-from magk_client.testing import Backend
+from _backend import arguments, backend_url
 
-
-def show(message: RealtimeMessage) -> None:
-    # Runs on the SDK's dispatcher thread, in the order the server sent the events.
-    print(f"{message.id:>6} {message.type:<22} {message.node_id or '':<6} {message.data}")
+from magk_client import RealtimeAdapter, WorkflowEvent
 
 
-def main(base_url: str) -> None:
-    urls = RealtimeAdapterConfig(backend_base_url=base_url)
-    with RealtimeService(websocket_url=urls.websocket_url, event_source_url=urls.event_source_url) as service:
-        service.subscribe(["workflow_event", "node_status_update", "node_result"], show)
-        # Subscribe before starting, so the end of the workflow cannot be missed.
-        done = service.messages("workflow_event", timeout=30)
-        service.send_message(
-            {"id": "req-1", "type": "workflow_event", "workflowId": "wf-1",
-             "data": {"type": "command", "command": {"command": "start_workflow", "workflowId": "wf-1",
-                                                     "requestId": "req-1"}}}
-        )
-        with done:
-            next(m for m in done if m.data.get("type") in ("workflow_completed", "workflow_failed"))
-        print(service.get_connection_health())
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0])
+    with backend_url(args.url) as url:
+        ended = threading.Event()
+
+        def on_event(event: WorkflowEvent) -> None:
+            # Runs on the SDK's dispatcher thread, in the order the server sent the events.
+            print(f"  {event.type:<20} {event.node_id or ''}")
+            if event.type in ("workflow_completed", "workflow_failed", "workflow_stopped"):
+                ended.set()
+
+        adapter = RealtimeAdapter(backend_base_url=url, auth_token=args.token)
+        adapter.subscribe_to_workflow(args.workflow, on_event)  # before starting: nothing is missed
+        with adapter:  # connect() ... close(): every SDK thread is joined on the way out
+            status = adapter.get_status()
+            print(f"connected: {status.connected} over {status.connection_type}")
+            print(f"backend health: {adapter.get_backend_health().status}")
+            answer = adapter.start_workflow(args.workflow)  # blocks until the backend answers
+            print(f"start_workflow: success={answer.success} data={answer.data}")
+            if not ended.wait(60):
+                raise SystemExit("the workflow did not end within 60 s")
+            health = adapter.service.get_connection_health()
+            print(f"events: {health.messages_received} received, {health.duplicates_dropped} duplicates dropped")
+        print(f"disconnected: {not adapter.is_connected}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        main(sys.argv[1])
-    else:
-        with Backend(pace=0.01) as backend:
-            main(backend.base_url)
+    main()

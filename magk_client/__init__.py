@@ -7,7 +7,13 @@ thread-safe queue hands events to your callbacks. See README.rst.
 from typing import TYPE_CHECKING, Any
 
 from .commands import CommandStats
-from .config import ErrorRecoveryConfig, RealtimeAdapterConfig, RealtimeConnectionConfig, RecoveryStrategy
+from .config import (
+    ErrorRecoveryConfig,
+    RealtimeAdapterConfig,
+    RealtimeConnectionConfig,
+    RecoveryStrategy,
+    ServiceIntegrationConfig,
+)
 from .errors import (
     AuthError,
     CallbackError,
@@ -16,6 +22,7 @@ from .errors import (
     CommandError,
     CommandTimeout,
     ConfigError,
+    ConnectCancelledError,
     ErrorCategory,
     MagkConnectionError,
     MagkError,
@@ -28,6 +35,7 @@ from .errors import (
     ResumeGapError,
     ServerError,
     TransportClosed,
+    WorkflowWaitTimeout,
 )
 from .events import NODE_EVENT_TYPES, WORKFLOW_EVENT_TYPES, NodeEvent, WorkflowEvent
 from .models import (
@@ -41,6 +49,7 @@ from .models import (
     RealtimeMessage,
     WorkflowCommand,
 )
+from .node_state import ConnectionSnapshot, NodeExecutionState, NodeStatus
 from .payloads import (
     DataSchema,
     DataStatistics,
@@ -60,6 +69,7 @@ from .payloads import (
     SchemaFieldType,
     parse_payload,
 )
+from .store import ApplyResult, NodeExecutionStore, StoreConfig, StoreStats
 
 if TYPE_CHECKING:
     from .adapter import AdapterStatus, RealtimeAdapter
@@ -70,6 +80,13 @@ if TYPE_CHECKING:
         subscribe_to_node,
         subscribe_to_workflow,
     )
+    from .global_service import (
+        cleanup_global_realtime_service,
+        create_global_realtime_service,
+        get_global_realtime_service,
+    )
+    from .integration import IntegrationStatus, RealtimeIntegration
+    from .integration_handles import NodeRealtime, WorkflowRealtime, WorkflowResult
     from .service import MessageStream, RealtimeService
 
 _LAZY = {
@@ -82,6 +99,14 @@ _LAZY = {
     "create_realtime_service": "factories",
     "subscribe_to_node": "factories",
     "subscribe_to_workflow": "factories",
+    "RealtimeIntegration": "integration",
+    "IntegrationStatus": "integration",
+    "WorkflowRealtime": "integration_handles",
+    "NodeRealtime": "integration_handles",
+    "WorkflowResult": "integration_handles",
+    "create_global_realtime_service": "global_service",
+    "get_global_realtime_service": "global_service",
+    "cleanup_global_realtime_service": "global_service",
 }
 
 
@@ -102,6 +127,7 @@ __all__ = [
     "NODE_EVENT_TYPES",
     "WORKFLOW_EVENT_TYPES",
     "AdapterStatus",
+    "ApplyResult",
     "AuthError",
     "BackendHealth",
     "CallbackError",
@@ -113,7 +139,9 @@ __all__ = [
     "CommandStats",
     "CommandTimeout",
     "ConfigError",
+    "ConnectCancelledError",
     "ConnectionHealth",
+    "ConnectionSnapshot",
     "ConnectionState",
     "ConnectionType",
     "DataSchema",
@@ -137,6 +165,9 @@ __all__ = [
     "NodeProgress",
     "NodeResult",
     "NodeEvent",
+    "NodeExecutionState",
+    "NodeExecutionStore",
+    "NodeStatus",
     "NotConnectedError",
     "PayloadError",
     "PerformanceMetrics",
@@ -153,6 +184,8 @@ __all__ = [
     "SchemaField",
     "SchemaFieldType",
     "ServerError",
+    "StoreConfig",
+    "StoreStats",
     "TransportClosed",
     "WorkflowCommand",
     "parse_payload",
@@ -163,4 +196,14 @@ __all__ = [
     "create_realtime_service",
     "subscribe_to_node",
     "subscribe_to_workflow",
+    "IntegrationStatus",
+    "NodeRealtime",
+    "RealtimeIntegration",
+    "ServiceIntegrationConfig",
+    "WorkflowRealtime",
+    "WorkflowResult",
+    "WorkflowWaitTimeout",
+    "cleanup_global_realtime_service",
+    "create_global_realtime_service",
+    "get_global_realtime_service",
 ]

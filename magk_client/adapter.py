@@ -346,6 +346,8 @@ class RealtimeAdapter(WorkflowCommandMethods):
         seconds = self._config.command_timeout_ms / 1000.0 if timeout is None else timeout
         try:
             return fut.result(seconds + _GRACE)
+        except CommandError:  # the pipeline's own CommandTimeout (a TimeoutError since 3.11) included
+            raise
         except concurrent.futures.TimeoutError:
             fut.cancel()
             raise CommandTimeout(f"no answer to {command} within {seconds:g} s") from None

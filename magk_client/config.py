@@ -28,6 +28,7 @@ __all__ = [
     "RealtimeAdapterConfig",
     "RealtimeConnectionConfig",
     "RecoveryStrategy",
+    "ServiceIntegrationConfig",
 ]
 
 _C = TypeVar("_C", bound="_ConfigBase")
@@ -149,9 +150,10 @@ class RealtimeConnectionConfig(_ConfigBase):
     Durations are milliseconds. Python additions: ``api_key``, ``max_message_size``,
     ``max_json_depth``, TLS (``verify_tls``, ``ca_bundle``, ``client_cert``),
     ``min_stable_connection_ms``, ``preferred_retry_interval_ms``, the circuit
-    breaker, dispatch and de-duplication bounds, the send rate limit
-    (``max_messages_per_second``, ``max_message_burst``; off by default), and the
-    opt-ins ``token_in_query`` and ``allow_insecure_auth``.
+    breaker, dispatch and de-duplication bounds, ``max_retry_after_ms`` (the cap
+    on a wait the server asks for), the send rate limit (``max_messages_per_second``,
+    ``max_message_burst``; off by default), and the opt-ins
+    ``token_in_query`` and ``allow_insecure_auth``.
 
     With only one of ``websocket_url`` and ``event_source_url`` set,
     ``preferred_type`` becomes that transport (whatever was passed): there is
@@ -216,6 +218,8 @@ class RealtimeConnectionConfig(_ConfigBase):
     circuit_breaker_reset_ms: float = 30000
     max_dispatch_queue: int = 100000
     dedup_window: int = 10000
+    #: the longest wait a server may ask for (``Retry-After``, SSE ``retry:``); longer ones are capped
+    max_retry_after_ms: float = 300000
     # Send rate limit (off by default): a token bucket for client messages
     #: at most this many client messages per second (``None``: no limit)
     max_messages_per_second: Optional[float] = None
@@ -250,6 +254,7 @@ class RealtimeConnectionConfig(_ConfigBase):
             "message_timeout_ms",
             "preferred_retry_interval_ms",
             "circuit_breaker_reset_ms",
+            "max_retry_after_ms",
         ):
             _positive(name, getattr(self, name))
         _positive("min_stable_connection_ms", self.min_stable_connection_ms, allow_zero=True)
@@ -389,3 +394,47 @@ class ErrorRecoveryConfig(_ConfigBase):
     def strategies_for(self, category: ErrorCategory) -> List[RecoveryStrategy]:
         """The strategies for an error category (pure)."""
         return list(getattr(self, f"{ErrorCategory(category).value}_errors"))
+
+
+@dataclass(repr=True)
+class ServiceIntegrationConfig(_ConfigBase):
+    """Settings of :class:`~magk_client.integration.RealtimeIntegration` (the seed's
+    ``ServiceIntegrationConfig``, snake_case; camelCase keys accepted by ``from_dict``).
+
+    ====================  ===========================================================================
+    field                 what it does in this SDK
+    ====================  ===========================================================================
+    backend_base_url      the backend the integration's adapter talks to (WebSocket, SSE, commands,
+                          health URLs derive from it); None: ``http://localhost:8000``, or the given
+                          adapter's own
+    enable_auto_reconnect the service's ``auto_reconnect``: off, a lost connection ends the session
+                          in state ``error`` (no retry; call ``connect()`` again)
+    prefer_websocket      the service's ``preferred_type``: ``websocket`` (on) or ``eventsource``
+                          (off); fallback to the other transport stays as the connection config says
+    enable_offline_sync   the service's ``enable_offline_queue``: on, messages sent while offline
+                          (store changes sent by ``sync_bidirectional`` included) are queued and sent
+                          after the next connect; off, they raise ``NotConnectedError`` (a store
+                          change is then not sent, and counted in ``sync_failed``)
+    enable_store_sync     on, every node event of a subscribed workflow or node is applied to the
+                          store, once; off, the store is not fed (its connection state still is)
+    sync_bidirectional    on, changes made with the store's action methods (``update_node_status``
+                          ...) are sent to the backend as node messages; events that came from the
+                          backend are never sent back
+    enable_debug_logging  the service's ``enable_debug_logging`` (its logger at DEBUG, one line per
+                          message sent or received) and the integration's DEBUG lines
+    ====================  ===========================================================================
+    """
+
+    backend_base_url: Optional[str] = None
+    enable_auto_reconnect: bool = True
+    prefer_websocket: bool = True
+    enable_offline_sync: bool = True
+    enable_store_sync: bool = True
+    sync_bidirectional: bool = False
+    enable_debug_logging: bool = False
+
+    def __post_init__(self) -> None:
+        _check_url("backend_base_url", self.backend_base_url, ("http", "https"))
+        for f in dataclasses.fields(self):
+            if f.name != "backend_base_url" and not isinstance(getattr(self, f.name), bool):
+                raise ConfigError(f"{f.name} must be a bool, got {getattr(self, f.name)!r}")

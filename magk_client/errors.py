@@ -7,11 +7,13 @@ translated at the transport boundary, so user code never has to import them::
     MagkError
      +-- ConfigError (also ValueError)        a bad config value or argument
      +-- ClientClosedError                    use after close()
+     +-- ConnectCancelledError                a waiting connect() ended by disconnect()/close()
      +-- NotConnectedError                    send while offline with no queue
      +-- QueueFullError                       the offline queue refused a message
      +-- MagkConnectionError                     something went wrong with a connection
      |    +-- NetworkError                    refused, reset, unreachable, dropped
      |    +-- MagkTimeoutError (also TimeoutError)  connect, send or heartbeat timeout
+     |    |    +-- WorkflowWaitTimeout        a workflow did not end within wait_until_complete's timeout
      |    +-- AuthError                       401/403, close 1008/4401/4403
      |    +-- ServerError                     5xx, close 1011/1012/1013/1014
      |    +-- ProtocolError                   bad frames, bad JSON, wrong content type
@@ -42,6 +44,7 @@ __all__ = [
     "ClientClosedError",
     "CommandError",
     "CommandTimeout",
+    "ConnectCancelledError",
     "ConfigError",
     "DeliveryError",
     "DeliveryTimeout",
@@ -58,6 +61,7 @@ __all__ = [
     "ResumeGapError",
     "ServerError",
     "TransportClosed",
+    "WorkflowWaitTimeout",
     "classify_close_code",
     "classify_http_status",
     "redact_url",
@@ -85,6 +89,11 @@ class ConfigError(MagkError, ValueError):
 
 class ClientClosedError(MagkError):
     """The client was closed; it cannot be used again."""
+
+
+class ConnectCancelledError(MagkError):
+    """A :meth:`connect` that was waiting ended because :meth:`disconnect` or :meth:`close`
+    was called (from another thread or a callback) before the connection was made."""
 
 
 class NotConnectedError(MagkError):
@@ -137,6 +146,23 @@ class MagkTimeoutError(MagkConnectionError, TimeoutError):
     category = ErrorCategory.TIMEOUT
 
 
+class WorkflowWaitTimeout(MagkTimeoutError):
+    """A workflow did not end (completed, failed or stopped) within the ``timeout`` given to
+    ``wait_until_complete``. The connection itself may be fine; the workflow goes on.
+
+    Attributes:
+        workflow_id: the workflow waited for.
+        timeout: the seconds waited.
+        last_status: the workflow's status as last reported by its events (``running``,
+            ``paused``...), None if no event of it was seen.
+    """
+
+    def __init__(self, workflow_id: str, timeout: float, last_status: Optional[str]) -> None:
+        seen = f"last seen {last_status}" if last_status else "no event of it seen"
+        super().__init__(f"workflow {workflow_id!r} did not end within {timeout:g} s ({seen})")
+        self.workflow_id = workflow_id
+        self.timeout = timeout
+        self.last_status = last_status
 
 
 class AuthError(MagkConnectionError):

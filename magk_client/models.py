@@ -99,7 +99,7 @@ _CAMEL = config(letter_case=LetterCase.CAMEL)
 
 @dataclass(eq=True)
 class RealtimeMessage(DataClassJsonMixin):
-    """One protocol message (the envelope of PROTOCOL.md).
+    """One protocol message (the envelope of docs/protocol.rst).
 
     ``type`` is a :class:`MessageType` when known and the plain string otherwise.
     ``timestamp`` is the sender's ISO-8601 time as received; ``received_at`` is
@@ -221,6 +221,8 @@ class ConnectionHealth:
     queue_expired: int = 0
     dispatch_queue_size: int = 0
     dispatch_dropped: int = 0
+    #: messages still waiting for the dispatcher when disconnect() ended delivery (never delivered)
+    discarded_on_close: int = 0
     last_event_id: Optional[str] = None
     errors: List[str] = field(default_factory=list)
     #: outbound delivery (docs/protocol.rst, Acknowledgements): ``messages_sent`` counts writes,

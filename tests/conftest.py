@@ -1,9 +1,9 @@
-"""Shared fixtures: a fresh reference backend per test, and raw WebSocket / SSE clients for backend tests."""
+"""Shared fixtures: the plugin's backend fixtures (magk_client.testing.pytest_plugin), raw loopback
+servers, and raw WebSocket / SSE clients for the backend tests."""
 
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -11,16 +11,18 @@ import requests
 import websocket
 
 from magk_client.testing import Backend
+from magk_client.testing.raw import RawServer
+from magk_client.transports.base import TransportOptions
+from magk_client.transports.sse import SSETransport
 
+pytest_plugins = ["magk_client.testing.pytest_plugin"]  # magk_backend, magk_backend_factory, magk_proxy, ...
 pytest.register_assert_rewrite("service_helpers")  # shared helpers of the fault tests
 
 
 @pytest.fixture()
-def backend() -> Iterator[Backend]:
-    """A fresh backend on 127.0.0.1, port 0, as fast as possible; its thread must be gone afterwards."""
-    with Backend(pace=0.0) as server:
-        yield server
-    assert not any(t.name == "magk-backend-loop" and t.is_alive() for t in threading.enumerate() if t is not None)
+def backend(magk_backend: Backend) -> Backend:
+    """The plugin's ``magk_backend`` under the name of the backend tests (hundreds of uses)."""
+    return magk_backend
 
 
 class RawWS:
@@ -145,3 +147,43 @@ def sse_client() -> Iterator[Callable[..., RawSSE]]:
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture()
+def raw_servers() -> Iterator[Callable[..., RawServer]]:
+    """Factory of raw loopback servers (``RawServer(*args, **kwargs)``); every one is closed at
+    teardown (which fails the test if a handler failed or a server thread is left)."""
+    made: List[RawServer] = []
+
+    def make(*args: Any, **kwargs: Any) -> RawServer:
+        server = RawServer(*args, **kwargs)
+        made.append(server)
+        return server
+
+    yield make
+    failures: List[AssertionError] = []
+    for server in made:
+        try:
+            server.close()
+        except AssertionError as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
+@pytest.fixture()
+def sse_transports() -> Iterator[Callable[..., SSETransport]]:
+    """Factory of SSE transports, ``make(url, **options)`` (read and connect timeouts 5 s unless
+    given); every one is closed at teardown."""
+    made: List[SSETransport] = []
+
+    def make(url: str, **options: Any) -> SSETransport:
+        options.setdefault("read_timeout", 5.0)
+        options.setdefault("connect_timeout", 5.0)
+        transport = SSETransport(TransportOptions(url=url, **options))
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        transport.close()

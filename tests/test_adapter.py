@@ -34,13 +34,7 @@ from magk_client import (
 from magk_client.testing import Backend
 from magk_client.testing.recorder import Recorder
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture()
-def server() -> Iterator[Backend]:
-    with Backend(pace=0.01, workflows={"wf-1": ["n-1", "n-2", "n-3"], "wf-2": ["a"]}) as backend:
-        yield backend
+pytestmark = [pytest.mark.timeout(60), pytest.mark.magk_backend(pace=0.01, workflows={"wf-1": ["n-1", "n-2", "n-3"], "wf-2": ["a"]})]
 
 
 @pytest.fixture(autouse=True)
@@ -62,20 +56,20 @@ def has(kind: str, **data: Any) -> Any:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_every_command_shows_on_the_event_stream_and_takes_the_transports_route(
-    server: Backend, transport: str
+    magk_backend: Backend, transport: str
 ) -> None:
-    route = "websocket" if transport == "websocket" else "http"
+    route = "ws" if transport == "websocket" else "commands"  # SSE: POST /commands, not POST /messages
     events: Recorder[WorkflowEvent] = Recorder()
     raw: Recorder[RealtimeMessage] = Recorder()
-    with make_adapter(server.base_url, transport) as adapter:
+    with make_adapter(magk_backend.base_url, transport) as adapter:
         adapter.subscribe_to_workflow("wf-1", events)
         adapter.service.subscribe("workflow_event", raw)
         answers: List[CommandResponse] = []
 
         def run(response: CommandResponse, command: str) -> CommandResponse:
             assert response.success and response.command == command
-            assert route_of(server, response.request_id) == route
-            assert server.command_counts[response.request_id] == 1
+            assert route_of(magk_backend, response.request_id) == route
+            assert magk_backend.command_counts[response.request_id] == 1 and magk_backend.executions(response.request_id) == 1
             answers.append(response)
             return response
 
@@ -110,7 +104,7 @@ def test_every_command_shows_on_the_event_stream_and_takes_the_transports_route(
         stopped = run(adapter.stop_workflow("wf-1"), "stop_workflow")
         assert stopped.data is not None and stopped.data["state"] == "stopped"
         events.wait_for(has("workflow_stopped"), 10)
-        assert server.workflow_state("wf-1") == "stopped"
+        assert magk_backend.workflow_state("wf-1") == "stopped"
 
         # answers are answers: no subscriber ever saw one as an event
         assert not [m for m in raw.items if m.data.get("type") == "command_response"]
@@ -121,15 +115,15 @@ def test_every_command_shows_on_the_event_stream_and_takes_the_transports_route(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_success_false_raises_command_error_with_the_servers_text(server: Backend, transport: str) -> None:
-    with make_adapter(server.base_url, transport) as adapter:
+def test_success_false_raises_command_error_with_the_servers_text(magk_backend: Backend, transport: str) -> None:
+    with make_adapter(magk_backend.base_url, transport) as adapter:
         with pytest.raises(CommandError) as info:
             adapter.pause_workflow("wf-2")
         err = info.value
         assert err.server_error == "cannot pause workflow 'wf-2': it is idle, not running"
         assert err.server_error in str(err)
         assert err.response is not None and err.response.success is False
-        assert err.request_id == err.response.request_id and server.command_counts[err.request_id] == 1
+        assert err.request_id == err.response.request_id and magk_backend.command_counts[err.request_id] == 1
         with pytest.raises(CommandError, match="unknown workflow 'nope'"):
             adapter.start_workflow("nope")
         with pytest.raises(CommandError, match="unknown node 'zz'"):
@@ -141,8 +135,8 @@ def test_success_false_raises_command_error_with_the_servers_text(server: Backen
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_fifty_commands_from_ten_threads_each_get_their_own_answer(server: Backend, transport: str) -> None:
-    with make_adapter(server.base_url, transport) as adapter:
+def test_fifty_commands_from_ten_threads_each_get_their_own_answer(magk_backend: Backend, transport: str) -> None:
+    with make_adapter(magk_backend.base_url, transport) as adapter:
         barrier = threading.Barrier(10)
         results: List[tuple] = []
         lock = threading.Lock()
@@ -164,13 +158,13 @@ def test_fifty_commands_from_ten_threads_each_get_their_own_answer(server: Backe
         for tag, response in results:
             assert response.data is not None and response.data["config"]["tag"] == tag
         assert len({r.request_id for _, r in results}) == 50
-        assert all(server.command_counts[r.request_id] == 1 for _, r in results)
+        assert all(magk_backend.command_counts[r.request_id] == 1 for _, r in results)
         assert adapter.get_status().commands.answered == 50 and adapter.get_status().pending_commands == 0
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_submit_forms_return_futures_and_complete_off_the_reader(server: Backend, transport: str) -> None:
-    with make_adapter(server.base_url, transport) as adapter:
+def test_submit_forms_return_futures_and_complete_off_the_reader(magk_backend: Backend, transport: str) -> None:
+    with make_adapter(magk_backend.base_url, transport) as adapter:
         completing: List[str] = []
         fut = adapter.submit_update_config("wf-2", {"a": 1})
         fut.add_done_callback(lambda f: completing.append(threading.current_thread().name))
@@ -190,9 +184,9 @@ def test_submit_forms_return_futures_and_complete_off_the_reader(server: Backend
         assert restart.result().success
 
 
-def test_node_subscribers_get_node_events_with_their_payloads(server: Backend) -> None:
+def test_node_subscribers_get_node_events_with_their_payloads(magk_backend: Backend) -> None:
     nodes: Recorder[NodeEvent] = Recorder()
-    with make_adapter(server.base_url) as adapter:
+    with make_adapter(magk_backend.base_url) as adapter:
         sub = adapter.subscribe_to_node("n-2", "wf-1", nodes)
         adapter.start_workflow("wf-1")
         got = nodes.wait_for(lambda items: any(e.status == "completed" for e in items), 20)
@@ -208,9 +202,9 @@ def test_node_subscribers_get_node_events_with_their_payloads(server: Backend) -
         assert adapter.unsubscribe(sub) and sub not in adapter.get_status().subscriptions
 
 
-def test_a_blocking_command_is_refused_in_a_callback_and_submit_works_there(server: Backend) -> None:
+def test_a_blocking_command_is_refused_in_a_callback_and_submit_works_there(magk_backend: Backend) -> None:
     outcome: Recorder[Any] = Recorder()
-    with make_adapter(server.base_url) as adapter:
+    with make_adapter(magk_backend.base_url) as adapter:
 
         def on_event(event: WorkflowEvent) -> None:
             if event.type != "workflow_started":
@@ -228,8 +222,8 @@ def test_a_blocking_command_is_refused_in_a_callback_and_submit_works_there(serv
         assert fut.result(10).success
 
 
-def test_commands_need_a_connection_and_valid_arguments(server: Backend) -> None:
-    adapter = make_adapter(server.base_url)
+def test_commands_need_a_connection_and_valid_arguments(magk_backend: Backend) -> None:
+    adapter = make_adapter(magk_backend.base_url)
     with pytest.raises(NotConnectedError):
         adapter.start_workflow("wf-1")
     with adapter:
@@ -242,9 +236,9 @@ def test_commands_need_a_connection_and_valid_arguments(server: Backend) -> None
         adapter.connect()  # closed by the with block
 
 
-def test_with_the_pipeline_off_commands_are_refused_and_answers_stay_plain_messages(server: Backend) -> None:
+def test_with_the_pipeline_off_commands_are_refused_and_answers_stay_plain_messages(magk_backend: Backend) -> None:
     raw: Recorder[RealtimeMessage] = Recorder()
-    with make_adapter(server.base_url, enable_command_pipeline=False) as adapter:
+    with make_adapter(magk_backend.base_url, enable_command_pipeline=False) as adapter:
         with pytest.raises(CommandError, match="enable_command_pipeline"):
             adapter.start_workflow("wf-1")
         adapter.service.subscribe("workflow_event", raw)
@@ -252,14 +246,14 @@ def test_with_the_pipeline_off_commands_are_refused_and_answers_stay_plain_messa
                                       "data": {"type": "command", "command": {"command": "start_workflow",
                                                                               "workflowId": "wf-2", "requestId": "r-1"}}})
         raw.wait_for(lambda items: any(m.data.get("type") == "command_response" for m in items), 10)
-    assert server.command_counts == {"r-1": 1}
+    assert magk_backend.command_counts == {"r-1": 1}
 
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_log_messages_logs_messages_and_commands_at_log_level(
-    server: Backend, enabled: bool, caplog: pytest.LogCaptureFixture
+    magk_backend: Backend, enabled: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    token_server = server
+    token_server = magk_backend
     caplog.set_level(logging.DEBUG, logger="magk_client")
     with make_adapter(token_server.base_url, log_messages=enabled, log_level="warn", auth_token="tok-secret-1") as adapter:
         adapter.start_workflow("wf-2")
@@ -276,15 +270,15 @@ def test_log_messages_logs_messages_and_commands_at_log_level(
 
 
 @pytest.mark.parametrize("enabled", [True, False])
-def test_enable_message_transformation_gates_the_adapters_transformers(server: Backend, enabled: bool) -> None:
+def test_enable_message_transformation_gates_the_adapters_transformers(magk_backend: Backend, enabled: bool) -> None:
     events: Recorder[WorkflowEvent] = Recorder()
-    server.sse_script(
+    magk_backend.sse_script(
         [b'event: custom_done\ndata: {"data": {"workflowId": "wf-2"}}\n\n',
          b'id: e-99\ndata: {"id": "e-99", "type": "workflow_event", "workflowId": "wf-2", '
          b'"data": {"type": "marker"}}\n\n'],
         hold_open=True,
     )
-    adapter = make_adapter(server.base_url, "eventsource", enable_message_transformation=enabled)
+    adapter = make_adapter(magk_backend.base_url, "eventsource", enable_message_transformation=enabled)
     adapter.register_message_transformer(
         "custom_done",
         lambda msg: {"id": "c-1", "type": "workflow_event", "workflowId": msg["data"]["workflowId"],
@@ -297,18 +291,18 @@ def test_enable_message_transformation_gates_the_adapters_transformers(server: B
         got = events.wait_for(lambda items: any(e.type == "marker" for e in items), 10)
         assert ("workflow_completed" in types(got)) is enabled
         assert (adapter.service.get_connection_health().invalid_messages == 1) is not enabled
-    server.reset_faults()
-    with make_adapter(server.base_url, enable_message_transformation=enabled) as plain:
+    magk_backend.reset_faults()
+    with make_adapter(magk_backend.base_url, enable_message_transformation=enabled) as plain:
         plain.register_response_transformer("start_workflow", lambda r: CommandResponse(
             r.request_id, r.command, r.success, r.error, {**(r.data or {}), "seen": True}))
         response = plain.start_workflow("wf-2")
         assert (response.data or {}).get("seen", False) is enabled
 
 
-def test_workflow_controller_drives_one_workflow(server: Backend) -> None:
+def test_workflow_controller_drives_one_workflow(magk_backend: Backend) -> None:
     events: Recorder[WorkflowEvent] = Recorder()
     nodes: Recorder[NodeEvent] = Recorder()
-    with create_realtime_adapter(backend_base_url=server.base_url, enable_health_check=False,
+    with create_realtime_adapter(backend_base_url=magk_backend.base_url, enable_health_check=False,
                                  connection_config={"fallback_to_secondary": False}) as adapter:
         assert isinstance(adapter, RealtimeAdapter)
         controller = WorkflowController(adapter, "wf-1")
@@ -328,10 +322,10 @@ def test_workflow_controller_drives_one_workflow(server: Backend) -> None:
         assert adapter.get_status().subscriptions == ()
 
 
-def test_the_seed_helpers_subscribe_a_service_with_the_seed_type_lists(server: Backend) -> None:
+def test_the_seed_helpers_subscribe_a_service_with_the_seed_type_lists(magk_backend: Backend) -> None:
     workflow: Recorder[RealtimeMessage] = Recorder()
     node: Recorder[RealtimeMessage] = Recorder()
-    service = create_realtime_service(websocket_url=server.websocket_url, event_source_url=server.event_source_url)
+    service = create_realtime_service(websocket_url=magk_backend.websocket_url, event_source_url=magk_backend.event_source_url)
     assert isinstance(service, RealtimeService)
     subscribe_to_workflow(service, "wf-2", workflow)
     subscribe_to_node(service, "a", node)
@@ -371,14 +365,14 @@ def test_credentials_go_on_both_transports_and_every_request(transport: str) -> 
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_disconnect_from_a_callback_with_a_command_pending(server: Backend, transport: str) -> None:
+def test_disconnect_from_a_callback_with_a_command_pending(magk_backend: Backend, transport: str) -> None:
     returned = threading.Event()
-    with make_adapter(server.base_url, transport) as adapter:
+    with make_adapter(magk_backend.base_url, transport) as adapter:
         pending: List[concurrent.futures.Future[CommandResponse]] = []
 
         def on_event(event: WorkflowEvent) -> None:
             if event.type == "workflow_started":
-                server.go_silent(True)
+                magk_backend.go_silent(True)
                 pending.append(adapter.submit_update_config("wf-1", {"late": True}))
                 adapter.disconnect()
                 returned.set()
@@ -391,5 +385,5 @@ def test_disconnect_from_a_callback_with_a_command_pending(server: Backend, tran
                 pending[0].result(5)
             assert started.done()  # answered, or failed by the disconnect: never left waiting
         finally:
-            server.go_silent(False)
+            magk_backend.go_silent(False)
     eventually(lambda: adapter_threads() == [], 10, "adapter threads to end")

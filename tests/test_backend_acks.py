@@ -7,7 +7,7 @@ held back behind a later answer), so a ``pong`` that comes first means no ack wa
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, List
 
 import pytest
 import requests
@@ -39,12 +39,6 @@ def until_pong(ws: RawWS, ping_id: str = "sentinel") -> List[Dict[str, Any]]:
     return msgs[:-1]
 
 
-@pytest.fixture()
-def backend_without_acks() -> Iterator[Backend]:
-    with Backend(pace=0.0, acks=False) as server:
-        yield server
-
-
 def connect(ws_client: Callable[..., RawWS], backend: Backend, **kwargs: Any) -> RawWS:
     ws = ws_client(backend.websocket_url, **kwargs)
     assert ws.recv_json()["type"] == "subscription_ack"
@@ -63,10 +57,11 @@ def test_subscription_ack_advertises_acks(backend: Backend, ws_client: Callable[
     assert item is not None and item[1]["type"] == "subscription_ack" and "ack" in item[1]["data"]["features"]
 
 
-def test_no_ack_feature_when_off(backend_without_acks: Backend, ws_client: Callable[..., RawWS], sse_client: Callable[..., RawSSE]) -> None:
-    ack = ws_client(backend_without_acks.websocket_url).recv_json()
+@pytest.mark.magk_backend(acks=False)
+def test_no_ack_feature_when_off(backend: Backend, ws_client: Callable[..., RawWS], sse_client: Callable[..., RawSSE]) -> None:
+    ack = ws_client(backend.websocket_url).recv_json()
     assert ack["type"] == "subscription_ack" and "ack" not in ack["data"].get("features", [])
-    item = sse_client(backend_without_acks.event_source_url).next_event()
+    item = sse_client(backend.event_source_url).next_event()
     assert item is not None and "ack" not in item[1]["data"].get("features", [])
 
 
@@ -189,8 +184,8 @@ def test_a_refused_message_names_its_id_and_is_not_acked(backend: Backend, ws_cl
     assert backend.processed_counts == {}
 
 
-def test_no_ack_and_no_dedup_when_off(backend_without_acks: Backend, ws_client: Callable[..., RawWS]) -> None:
-    backend = backend_without_acks
+@pytest.mark.magk_backend(acks=False)
+def test_no_ack_and_no_dedup_when_off(backend: Backend, ws_client: Callable[..., RawWS]) -> None:
     ws = connect(ws_client, backend)
     ws.send_json(message("m-1"))
     ws.send_json(message("m-1"))

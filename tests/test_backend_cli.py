@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 
 import websocket
+from cli_helpers import child_env
 
 from magk_client.cli import SUBCOMMANDS, build_parser, main
 
@@ -20,7 +20,7 @@ def test_serve_subprocess_runs_a_whole_workflow() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=child_env(),  # this repository on PYTHONPATH, installed or not
     )
     try:
         assert proc.stdout is not None
@@ -65,7 +65,7 @@ def test_serve_no_acks_turns_acknowledgements_off() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=child_env(),  # this repository on PYTHONPATH, installed or not
     )
     try:
         assert proc.stdout is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 import requests
@@ -274,12 +274,6 @@ def test_sse_stream_headers_and_framing(backend: Backend, sse_client: Callable[.
 # -- auth --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def secured() -> Iterator[Backend]:
-    with Backend(token="s3cret", api_key="k-1") as server:
-        yield server
-
-
 GOOD = {"Authorization": "Bearer s3cret", "X-API-Key": "k-1"}
 
 
@@ -294,30 +288,32 @@ GOOD = {"Authorization": "Bearer s3cret", "X-API-Key": "k-1"}
         ({"Authorization": "Bearer s3cret", "X-API-Key": "nope"}, 403),
     ],
 )
-def test_auth_failures_everywhere(secured: Backend, headers: dict, status: int) -> None:
+@pytest.mark.magk_backend(token="s3cret", api_key="k-1")
+def test_auth_failures_everywhere(magk_backend: Backend, headers: dict, status: int) -> None:
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
-        websocket.create_connection(secured.websocket_url, header=headers, timeout=5)
+        websocket.create_connection(magk_backend.websocket_url, header=headers, timeout=5)
     assert info.value.status_code == status
-    assert requests.get(secured.event_source_url, headers=headers, timeout=5).status_code == status
-    assert requests.post(secured.commands_url, json=command_payload(), headers=headers, timeout=5).status_code == status
-    assert requests.post(secured.messages_url, json={"type": "x"}, headers=headers, timeout=5).status_code == status
-    assert requests.get(secured.health_url, headers=headers, timeout=5).status_code == status
-    assert secured.workflow_state("wf-1") == "idle"
-    assert secured.ws_connects == 0 and secured.sse_connects == 0
+    assert requests.get(magk_backend.event_source_url, headers=headers, timeout=5).status_code == status
+    assert requests.post(magk_backend.commands_url, json=command_payload(), headers=headers, timeout=5).status_code == status
+    assert requests.post(magk_backend.messages_url, json={"type": "x"}, headers=headers, timeout=5).status_code == status
+    assert requests.get(magk_backend.health_url, headers=headers, timeout=5).status_code == status
+    assert magk_backend.workflow_state("wf-1") == "idle"
+    assert magk_backend.ws_connects == 0 and magk_backend.sse_connects == 0
 
 
-def test_auth_success_everywhere(secured: Backend) -> None:
-    ws = websocket.create_connection(secured.websocket_url, header=GOOD, timeout=5)
+@pytest.mark.magk_backend(token="s3cret", api_key="k-1")
+def test_auth_success_everywhere(magk_backend: Backend) -> None:
+    ws = websocket.create_connection(magk_backend.websocket_url, header=GOOD, timeout=5)
     try:
         assert json.loads(ws.recv())["type"] == "subscription_ack"
     finally:
         ws.close()
-    r = requests.get(secured.event_source_url, headers=GOOD, stream=True, timeout=5)
+    r = requests.get(magk_backend.event_source_url, headers=GOOD, stream=True, timeout=5)
     assert r.status_code == 200
     r.close()
-    assert requests.post(secured.commands_url, json=command_payload(), headers=GOOD, timeout=5).json()["success"]
-    assert requests.get(secured.health_url, headers=GOOD, timeout=5).status_code == 200
-    assert secured.connections_log[0]["authorization"] == "Bearer s3cret"
+    assert requests.post(magk_backend.commands_url, json=command_payload(), headers=GOOD, timeout=5).json()["success"]
+    assert requests.get(magk_backend.health_url, headers=GOOD, timeout=5).status_code == 200
+    assert magk_backend.connections_log[0]["authorization"] == "Bearer s3cret"
 
 
 def test_token_in_query_and_open_health() -> None:

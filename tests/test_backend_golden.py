@@ -1,6 +1,6 @@
 """Golden wire files (tests/data/*.json), one per message shape, checked against what the backend sends.
 
-The files are written from PROTOCOL.md, not generated from the backend, so the backend and the codec
+The files are written from docs/protocol.rst, not generated from the backend, so the backend and the codec
 cannot agree on one bug unnoticed. Checking is shape-wise: the same keys and the same JSON types.
 """
 

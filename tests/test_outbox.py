@@ -31,7 +31,7 @@ def test_overflow_drops_oldest_and_counts_exactly() -> None:
 
 
 def test_one_million_puts_stay_bounded() -> None:
-    """FAULTS rows 11 and 32: 1e6 messages while down, max 1000: bounded, counter exact."""
+    """docs/faults.rst rows 11 and 32: 1e6 messages while down, max 1000: bounded, counter exact."""
     q = OfflineQueue(max_size=1000, retention=600.0, max_bytes=64 * 1024)
     msg = json.dumps({"type": "ping", "data": {"n": 0}})
     n = 1_000_000

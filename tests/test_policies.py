@@ -27,6 +27,7 @@ from magk_client.policies import (
     HeartbeatMonitor,
     ReconnectTracker,
     RecoveryPlan,
+    cap_server_wait,
     close_code_floor,
     recovery_plan,
 )
@@ -189,7 +190,7 @@ def test_tracker_stable_connection_resets_to_k0() -> None:
     # a new outage: the next retry is k = 0 again
     assert (t.attempts, t.failures) == (0, 1)
     assert t.next_envelope() == (0.0, 1.0)
-    # and the next failure continues at k = 1 (FAULTS row 4: "next failure restarts at k=0")
+    # and the next failure continues at k = 1 (docs/faults.rst row 4: "next failure restarts at k=0")
     t.on_attempt_failed(26.0)
     assert t.next_envelope() == (0.0, 2.0)
 
@@ -241,7 +242,7 @@ def test_tracker_floor_and_reset_and_config() -> None:
 
 
 def test_tracker_flapping_attempt_count_is_bounded_by_envelope() -> None:
-    """FAULTS row 10: RST every 300 ms for 20 s; the count of attempts stays small."""
+    """docs/faults.rst row 10: RST every 300 ms for 20 s; the count of attempts stays small."""
     t = _tracker(max_attempts=1000, min_stable=5.0)
     rng = random.Random(10)
     now, connects = 0.0, 0
@@ -382,7 +383,7 @@ def test_heartbeat_ping_ids_are_unique() -> None:
 
 @pytest.mark.parametrize("last_activity", [0.0, 0.001, 12.3, 29.999, 30.0, 44.5])
 def test_heartbeat_silent_peer_detected_within_interval_plus_timeout(last_activity: float) -> None:
-    """FAULTS row 2: a supervisor waking at next_deadline() detects a silent peer by L + I + T."""
+    """docs/faults.rst row 2: a supervisor waking at next_deadline() detects a silent peer by L + I + T."""
     interval, timeout = 30.0, 10.0
     hb = HeartbeatMonitor(interval, timeout)
     hb.start(0.0)
@@ -569,9 +570,21 @@ def test_plan_retry_after_floor() -> None:
     assert p.delay_floor == 3.0
     assert p.draw_floor(random.Random(0)) == 3.0
     b = Backoff(1000, 30000, 2.0)
-    # FAULTS row 14: next attempt >= 3 s whatever the jitter draws
+    # docs/faults.rst row 14: next attempt >= 3 s whatever the jitter draws
     assert all(b.delay(0, random.Random(s), p.draw_floor(random.Random(s))) >= 3.0 for s in range(200))
     assert _plan(ServerError("x", retry_after=-5.0)).delay_floor == 0.0
+
+
+def test_plan_retry_after_is_capped() -> None:
+    # a hostile Retry-After (99999999999 s, or a date in the year 9999) becomes the cap, not centuries
+    huge = ServerError("x", retry_after=251_000_000_000.0)
+    assert _plan(huge).delay_floor == 251_000_000_000.0  # uncapped unless asked
+    p = recovery_plan(huge, ErrorRecoveryConfig(), auto_reconnect=True, fallback_available=False, max_delay_floor=300.0)
+    assert p.delay_floor == 300.0 and p.draw_floor(random.Random(0)) == 300.0
+    assert cap_server_wait(2.0, 300.0) == 2.0
+    assert cap_server_wait(math.inf, 300.0) == 300.0
+    for nothing in (None, math.nan, -1.0):
+        assert cap_server_wait(nothing, 300.0) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Tests for ``magk_client.testing.proxy.FaultProxy``.
 
-The upstream side is a tiny threaded socket server written here (echo, sink or source), so these tests do
-not depend on the reference backend. Waits are on conditions with bounded timeouts; the only fixed waits
+The upstream side is a raw threaded TCP server of ``magk_client.testing.raw`` (echo, sink or source), so
+these tests do not depend on the reference backend. Waits are on conditions with bounded timeouts; the only fixed waits
 are socket timeouts that a test *expects* to expire (silence is what is being tested).
 """
 
@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from checks import open_fds
 
 from magk_client.testing.proxy import FaultProxy
+from magk_client.testing.raw import RawServer, echo, sink, source
 
 TIMEOUT = 5.0  # upper bound for anything that should happen
 SILENCE = 0.3  # how long a test listens to make sure nothing arrives
@@ -37,10 +39,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
 
 def proxy_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("magk-proxy")]
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def recv_exactly(sock: socket.socket, n: int) -> bytes:
@@ -71,117 +69,17 @@ def roundtrip(sock: socket.socket, data: bytes) -> bytes:
     return recv_exactly(sock, len(data))
 
 
-class Server:
-    """A tiny threaded TCP server on 127.0.0.1, port 0.
-
-    mode ``echo`` sends back what it reads; ``sink`` only reads; ``source`` sends ``payload`` first, then
-    reads until the client goes away. Everything read is recorded per connection, with the size of each
-    ``recv``; errors are recorded too.
-    """
-
-    def __init__(self, mode: str = "echo", payload: bytes = b"") -> None:
-        self.mode = mode
-        self.payload = payload
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._cond = threading.Condition()
-        self.accepted = 0
-        self.finished = 0
-        self.received: list[bytearray] = []
-        self.recv_sizes: list[list[int]] = []
-        self.errors: list[OSError] = []
-        self._conns: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._stopping = False
-        self._acceptor = threading.Thread(target=self._accept_loop, name="test-server-accept", daemon=True)
-        self._acceptor.start()
-
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._cond:
-                if self._stopping:
-                    conn.close()
-                    return
-                idx = self.accepted
-                self.accepted += 1
-                self.received.append(bytearray())
-                self.recv_sizes.append([])
-                self._conns.append(conn)
-                thread = threading.Thread(target=self._serve, args=(idx, conn), name=f"test-server-{idx}",
-                                          daemon=True)
-                self._threads.append(thread)
-                self._cond.notify_all()
-            thread.start()
-
-    def _serve(self, idx: int, conn: socket.socket) -> None:
-        try:
-            if self.mode == "source":
-                conn.sendall(self.payload)
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    break
-                with self._cond:
-                    self.received[idx] += data
-                    self.recv_sizes[idx].append(len(data))
-                    self._cond.notify_all()
-                if self.mode == "echo":
-                    conn.sendall(data)
-        except OSError as exc:
-            with self._cond:
-                self.errors.append(exc)
-        finally:
-            conn.close()
-            with self._cond:
-                self.finished += 1
-                self._cond.notify_all()
-
-    def wait(self, predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-        with self._cond:
-            return self._cond.wait_for(predicate, timeout)
-
-    def total_received(self) -> int:
-        with self._cond:
-            return sum(len(r) for r in self.received)
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            conns = list(self._conns)
-            threads = list(self._threads)
-        try:  # wake the blocked accept()
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-        except OSError:
-            pass
-        self._acceptor.join(TIMEOUT)
-        self._listener.close()
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for thread in threads:
-            thread.join(TIMEOUT)
-        assert not self._acceptor.is_alive()
-        assert not any(t.is_alive() for t in threads)
-
-
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
+def make_server(raw_servers: Callable[..., RawServer]) -> Callable[..., RawServer]:
+    """The upstream: a raw TCP server on 127.0.0.1 (magk_client.testing.raw). Mode ``echo`` sends back
+    what it reads; ``sink`` only reads; ``source`` sends ``payload`` first, then reads until the client
+    goes away. It records what each connection read (``received``, ``recv_sizes``) and its errors."""
 
-    def make(mode: str = "echo", payload: bytes = b"") -> Server:
-        server = Server(mode, payload)
-        servers.append(server)
-        return server
+    def make(mode: str = "echo", payload: bytes = b"") -> RawServer:
+        script = {"echo": echo, "sink": sink, "source": source(payload)}[mode]
+        return raw_servers(tcp=script, timeout=None)
 
-    yield make
-    for server in servers:
-        server.stop()
+    return make
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import itertools
 import random
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 from hypothesis import given, settings
@@ -528,13 +528,7 @@ def test_match_cost_with_10000_non_matching_scoped_subscriptions_is_that_with_10
 # ---------------------------------------------------------------------------------------- through the service
 
 
-@pytest.fixture()
-def server() -> Iterator[Backend]:
-    with Backend(pace=0.0) as backend:
-        yield backend
-
-
-def test_dashboard_of_scoped_subscriptions_through_the_service(server: Backend) -> None:
+def test_dashboard_of_scoped_subscriptions_through_the_service(magk_backend: Backend) -> None:
     """A RealtimeService with 5,000 scoped subscriptions, against the reference Backend: each event
     reaches exactly the subscriptions that match it, in the order they subscribed, and an
     unsubscribe takes effect."""
@@ -545,7 +539,7 @@ def test_dashboard_of_scoped_subscriptions_through_the_service(server: Backend) 
         return lambda m: got.append((label, m.data["k"]))
 
     service = RealtimeService(
-        websocket_url=server.websocket_url, event_source_url=None, fallback_to_secondary=False, connection_timeout_ms=5000
+        websocket_url=magk_backend.websocket_url, event_source_url=None, fallback_to_secondary=False, connection_timeout_ms=5000
     )
     try:
         labels: Dict[str, str] = {}
@@ -563,10 +557,10 @@ def test_dashboard_of_scoped_subscriptions_through_the_service(server: Backend) 
             {"type": "node_log", "workflowId": "wf-x49", "nodeId": "n-99", "data": {"k": "e3"}},
             {"type": "node_error", "workflowId": "wf-x3", "nodeId": "n-1", "data": {"k": "e4"}},
         ]
-        server.publish_many([*events, {"type": "workflow_event", "workflowId": "wf-1", "data": {"k": "mid"}}])
+        magk_backend.publish_many([*events, {"type": "workflow_event", "workflowId": "wf-1", "data": {"k": "mid"}}])
         assert markers["mid"].wait(10), got  # the dispatcher is past the first batch
         assert service.unsubscribe(wf_node) and not service.unsubscribe(wf_node)
-        server.publish_many([events[0], {"type": "workflow_event", "workflowId": "wf-1", "data": {"k": "end"}}])
+        magk_backend.publish_many([events[0], {"type": "workflow_event", "workflowId": "wf-1", "data": {"k": "end"}}])
         assert markers["end"].wait(10), got
     finally:
         service.disconnect()

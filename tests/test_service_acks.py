@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import List
 
-from service_helpers import FAST
+from timings import FAST
 
 from magk_client import RealtimeMessage, RealtimeService
 from magk_client.testing import Backend

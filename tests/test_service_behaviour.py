@@ -9,11 +9,11 @@ import json
 import logging
 import re
 import time
-from typing import Any, Iterator, List
+from typing import Any, Callable, List
 
 import pytest
-from service_helpers import FAST, build_service
-from sse_raw_server import RawServer, sse
+from service_helpers import build_service
+from timings import FAST
 
 from magk_client import (
     CircuitOpenError,
@@ -32,6 +32,7 @@ from magk_client.models import CircuitState
 from magk_client.policies import Backoff
 from magk_client.testing import Backend
 from magk_client.testing.proxy import FaultProxy
+from magk_client.testing.raw import RawServer, sse
 from magk_client.testing.recorder import Recorder, StateRecorder
 
 pytest_plugins = ["service_helpers"]  # its fixtures: server, proxy, and the autouse thread check
@@ -220,7 +221,8 @@ def test_update_config_keeps_an_open_breaker_open(server: Backend, proxy: FaultP
         assert service.get_connection_health().circuit_state is CircuitState.OPEN
         service.update_config(max_queue_size=500, reconnect_interval_ms=30)
         assert service.get_connection_health().circuit_state is CircuitState.OPEN
-        assert service._breaker.consecutive_failures >= 2
+        opened = [e for _, e in states.items if isinstance(e, CircuitOpenError)]
+        assert opened[-1].failures >= 2
     finally:
         service.disconnect()
 
@@ -261,7 +263,7 @@ def test_update_config_heartbeat_applies_at_once(server: Backend, proxy: FaultPr
 
 
 def service_records(caplog: pytest.LogCaptureFixture, service: RealtimeService) -> List[logging.LogRecord]:
-    name = f"magk_client.service.{service._number}"
+    name = f"magk_client.service.{service.number}"
     return [r for r in caplog.records if r.name == name]
 
 
@@ -269,9 +271,9 @@ def test_log_level_sets_the_level_of_the_service_logger(server: Backend, caplog:
     caplog.set_level(logging.DEBUG)
     quiet = direct(server, log_level="warning")
     chatty = direct(server, log_level="debug")
-    logger = logging.getLogger(f"magk_client.service.{quiet._number}")
+    logger = logging.getLogger(f"magk_client.service.{quiet.number}")
     assert logger.level == logging.WARNING and logger.handlers == []
-    assert logging.getLogger(f"magk_client.service.{chatty._number}").level == logging.DEBUG
+    assert logging.getLogger(f"magk_client.service.{chatty.number}").level == logging.DEBUG
     for service in (quiet, chatty):
         states = StateRecorder()
         service.on_connection_state_change(states)
@@ -283,7 +285,7 @@ def test_log_level_sets_the_level_of_the_service_logger(server: Backend, caplog:
     assert any(t.startswith("reconnecting in") for t in texts)  # DEBUG
     assert any("NetworkError" in t for t in texts)  # INFO
     chatty.update_config(log_level="error")
-    assert logging.getLogger(f"magk_client.service.{chatty._number}").level == logging.ERROR
+    assert logging.getLogger(f"magk_client.service.{chatty.number}").level == logging.ERROR
 
 
 def test_the_application_logging_configuration_still_applies(server: Backend, caplog: pytest.LogCaptureFixture) -> None:
@@ -313,19 +315,19 @@ def test_enable_debug_logging_logs_message_summaries_without_secrets(caplog: pyt
             got: Recorder[RealtimeMessage] = Recorder()
             service.subscribe("node_log", got)
             with service:
-                service.send_message({"type": "node_log", "id": f"out-{service._number}", "data": {"t": token}})
+                service.send_message({"type": "node_log", "id": f"out-{service.number}", "data": {"t": token}})
                 server.publish({"type": "node_log", "data": {"secret": token, "n": n}})
                 got.wait_for(lambda xs, n=n: any(m.data.get("n") == n for m in xs), 10, "the published event")
     plain_texts = [r.getMessage() for r in service_records(caplog, plain)]
     traced_records = service_records(caplog, traced)
     traced_texts = [r.getMessage() for r in traced_records]
     assert not [t for t in plain_texts if t.startswith(("->", "<-"))]  # not without enable_debug_logging
-    sent = [t for t in traced_texts if t.startswith("->") and f"out-{traced._number}" in t]
+    sent = [t for t in traced_texts if t.startswith("->") and f"out-{traced.number}" in t]
     received = [t for t in traced_texts if t.startswith("<-") and "node_log" in t]
     assert sent and received
     assert all(r.levelno == logging.DEBUG for r in traced_records if r.getMessage().startswith(("->", "<-")))
     assert token not in caplog.text
-    assert logging.getLogger(f"magk_client.service.{traced._number}").level == logging.DEBUG
+    assert logging.getLogger(f"magk_client.service.{traced.number}").level == logging.DEBUG
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,22 +412,13 @@ def test_websocket_only_config_connects_over_websocket(server: Backend) -> None:
 # finding 16: a read larger than max_dispatch_queue drops only the excess
 
 
-@pytest.fixture()
-def raw_sse() -> Iterator[List[RawServer]]:
-    made: List[RawServer] = []
-    yield made
-    for s in made:
-        s.close()
-
-
-def test_burst_larger_than_dispatch_bound_drops_only_the_excess(raw_sse: List[RawServer]) -> None:
+def test_burst_larger_than_dispatch_bound_drops_only_the_excess(raw_servers: Callable[..., RawServer]) -> None:
     bound, burst = 200, 5000
     body = b"".join(
         b"id: e-%d\ndata: %s\n\n" % (i, json.dumps({"id": f"e-{i}", "type": "node_log", "data": {"i": i}}).encode())
         for i in range(burst)
     )
-    raw = RawServer([sse([body], finish="hold")])  # the whole burst in one write
-    raw_sse.append(raw)
+    raw = raw_servers([sse([body], finish="hold")])  # the whole burst in one write
     record: Recorder[Any] = Recorder()  # messages and errors, in dispatch order
     service = build_service(
         dict(FAST, websocket_url=None, event_source_url=raw.url(), preferred_type="eventsource",

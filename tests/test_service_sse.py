@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
 import threading
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import pytest
+from checks import open_fds
+from service_helpers import event_ids, sdk_threads, workflow_done
+from timings import FAST
 
 from magk_client import (
     AuthError,
@@ -22,75 +24,40 @@ from magk_client import (
 from magk_client.testing import Backend
 from magk_client.testing.recorder import Recorder, StateRecorder
 
-FAST = dict(
-    reconnect_interval_ms=10,
-    max_reconnect_interval_ms=100,
-    heartbeat_interval_ms=2000,
-    heartbeat_timeout_ms=1000,
-    connection_timeout_ms=3000,
-    message_timeout_ms=3000,
-    min_stable_connection_ms=0,
-    max_reconnect_attempts=1000,
-    circuit_breaker_threshold=1000,
-)
-
 
 def make_service(backend: Backend, **overrides: Any) -> RealtimeService:
-    options: dict = dict(FAST)
+    options: dict = dict(FAST, fallback_to_secondary=True)  # the default: this file tests the fallback
     options.update(websocket_url=backend.websocket_url, event_source_url=backend.event_source_url)
     options.update(overrides)
     return RealtimeService(**options)
 
 
-def sdk_threads() -> List[str]:
-    return sorted(
-        t.name for t in threading.enumerate() if t.name.startswith(("magk-reader", "magk-supervisor", "magk-dispatcher"))
-    )
-
-
-@pytest.fixture()
-def server() -> Iterator[Backend]:
-    with Backend() as backend:
-        yield backend
-
-
-def is_end(message: RealtimeMessage) -> bool:
-    return message.type == MessageType.WORKFLOW_EVENT and message.data.get("type") in (
-        "workflow_completed",
-        "workflow_failed",
-    )
-
-
-def event_ids(messages: List[RealtimeMessage]) -> List[str]:
-    return [m.id for m in messages if m.id and m.type not in ("subscription_ack", "subscription_error")]
-
-
-def test_sse_receives_workflow_and_sends_over_http(server: Backend) -> None:
+def test_sse_receives_workflow_and_sends_over_http(magk_backend: Backend) -> None:
     got: Recorder[RealtimeMessage] = Recorder()
-    with make_service(server, preferred_type="eventsource") as service:
+    with make_service(magk_backend, preferred_type="eventsource") as service:
         assert service.connection_type is ConnectionType.EVENTSOURCE
         service.subscribe(None, got)
-        server.execute_command("start_workflow", "wf-1")
-        got.wait_for(lambda xs: any(is_end(m) for m in xs), 10)
+        magk_backend.execute_command("start_workflow", "wf-1")
+        got.wait_for(lambda xs: any(workflow_done(m) for m in xs), 10)
         assert service.send_message({"type": "node_log", "data": {"via": "sse"}}) is True
-        received = server.wait_for_received(lambda m: m.message.get("data", {}).get("via") == "sse")
+        received = magk_backend.wait_for_received(lambda m: m.message.get("data", {}).get("via") == "sse")
         assert received
-    assert event_ids(got.items) == [e["id"] for e in server.logged_events()]
+    assert event_ids(got.items) == [e["id"] for e in magk_backend.logged_events()]
 
 
-def test_sse_threads_and_sockets_back_to_baseline(server: Backend) -> None:
-    fds = len(os.listdir("/proc/self/fd"))
-    service = make_service(server, preferred_type="eventsource")
+def test_sse_threads_and_sockets_back_to_baseline(magk_backend: Backend) -> None:
+    fds = open_fds()
+    service = make_service(magk_backend, preferred_type="eventsource")
     for _ in range(10):
         service.connect()
         assert service.is_connected
         service.disconnect()
         assert sdk_threads() == []
-    server.wait_for_disconnects(5)
-    assert len(os.listdir("/proc/self/fd")) <= fds + 2
+    magk_backend.wait_for_disconnects(5)
+    assert open_fds() <= fds + 2
 
 
-def stream_with_drops(server: Backend, service: RealtimeService, total: int, drops: int, rng: random.Random,
+def stream_with_drops(magk_backend: Backend, service: RealtimeService, total: int, drops: int, rng: random.Random,
                       during_drops: Any = None) -> List[RealtimeMessage]:
     """Publish ``total`` events at a steady pace while dropping every connection ``drops`` times."""
     got: Recorder[RealtimeMessage] = Recorder()
@@ -100,7 +67,7 @@ def stream_with_drops(server: Backend, service: RealtimeService, total: int, dro
 
     def publisher() -> None:
         for start in range(0, total, 20):
-            server.publish_many({"type": "node_log", "workflowId": "big", "data": {"i": i}}
+            magk_backend.publish_many({"type": "node_log", "workflowId": "big", "data": {"i": i}}
                                 for i in range(start, min(start + 20, total)))
             if done.wait(0.004):
                 return
@@ -111,8 +78,8 @@ def stream_with_drops(server: Backend, service: RealtimeService, total: int, dro
         for k in range(drops):
             target = min(total - 1, (k + 1) * total // (drops + 1) + rng.randint(-10, 10))
             got.wait_for(lambda xs: len(event_ids(xs)) >= target, 30, f"{target} events")  # noqa: B023
-            server.wait_for_connections(k + 1, total=True, timeout=10)  # reconnected since the last drop
-            dropped[0] += server.drop_connections()
+            magk_backend.wait_for_connections(k + 1, total=True, timeout=10)  # reconnected since the last drop
+            dropped[0] += magk_backend.drop_connections()
             if during_drops is not None:
                 during_drops(k)
         got.wait_for(lambda xs: len(event_ids(xs)) >= total, 60, f"all {total} events")
@@ -124,35 +91,35 @@ def stream_with_drops(server: Backend, service: RealtimeService, total: int, dro
 
 
 @pytest.mark.parametrize("preferred", ["websocket", "eventsource"])
-def test_long_stream_with_100_drops_exactly_once_in_order(server: Backend, preferred: str) -> None:
+def test_long_stream_with_100_drops_exactly_once_in_order(magk_backend: Backend, preferred: str) -> None:
     total = 5000
-    with make_service(server, preferred_type=preferred, fallback_to_secondary=False) as service:
-        items = stream_with_drops(server, service, total, 100, random.Random(7))
+    with make_service(magk_backend, preferred_type=preferred, fallback_to_secondary=False) as service:
+        items = stream_with_drops(magk_backend, service, total, 100, random.Random(7))
         health = service.get_connection_health()
     ids = event_ids(items)
-    assert ids == [e["id"] for e in server.logged_events()][:total]
+    assert ids == [e["id"] for e in magk_backend.logged_events()][:total]
     assert len(ids) == len(set(ids)) == total
     assert [m.data["i"] for m in items if m.type == "node_log"] == list(range(total))
     assert health.total_reconnects >= 90  # a drop during a handshake fails that attempt instead
     assert health.resume_gaps == 0
 
 
-def test_long_stream_moves_websocket_to_sse_and_back_without_loss(server: Backend) -> None:
+def test_long_stream_moves_websocket_to_sse_and_back_without_loss(magk_backend: Backend) -> None:
     total = 5000
     states = StateRecorder()
-    service = make_service(server, preferred_type="websocket", fallback_to_secondary=True,
+    service = make_service(magk_backend, preferred_type="websocket", fallback_to_secondary=True,
                            preferred_retry_interval_ms=200)
     service.on_connection_state_change(states)
     service.connect()
 
     def toggle(k: int) -> None:
         if k == 20:
-            server.refuse_websocket(503)
+            magk_backend.refuse_websocket(503)
         elif k == 60:
-            server.refuse_websocket(None)
+            magk_backend.refuse_websocket(None)
 
     try:
-        items = stream_with_drops(server, service, total, 100, random.Random(11), toggle)
+        items = stream_with_drops(magk_backend, service, total, 100, random.Random(11), toggle)
         states.wait_for(
             lambda xs: service.connection_type is ConnectionType.WEBSOCKET and xs[-1][0] is ConnectionState.CONNECTED,
             10,
@@ -162,11 +129,11 @@ def test_long_stream_moves_websocket_to_sse_and_back_without_loss(server: Backen
     finally:
         service.disconnect()
     ids = event_ids(items)
-    assert ids == [e["id"] for e in server.logged_events()][:total]
+    assert ids == [e["id"] for e in magk_backend.logged_events()][:total]
     assert len(set(ids)) == total
-    assert server.sse_connects >= 1  # it did run on SSE for a while
+    assert magk_backend.sse_connects >= 1  # it did run on SSE for a while
     assert health.transport_switches >= 2  # there and back again
-    log = server.connections_log
+    log = magk_backend.connections_log
     kinds = [e["transport"] for e in log if e["outcome"] in ("accepted", "connected", "ok")] or [
         e["transport"] for e in log
     ]
@@ -174,55 +141,55 @@ def test_long_stream_moves_websocket_to_sse_and_back_without_loss(server: Backen
 
 
 @pytest.mark.parametrize("preferred", ["websocket", "eventsource"])
-def test_expired_resume_id_reports_a_gap(server: Backend, preferred: str) -> None:
+def test_expired_resume_id_reports_a_gap(magk_backend: Backend, preferred: str) -> None:
     states = StateRecorder()
     gaps: Recorder[ResumeGapError] = Recorder()
     got: Recorder[RealtimeMessage] = Recorder()
-    with make_service(server, preferred_type=preferred, fallback_to_secondary=False) as service:
+    with make_service(magk_backend, preferred_type=preferred, fallback_to_secondary=False) as service:
         service.on_connection_state_change(states)
         service.on_resume_gap(gaps)
         service.subscribe(None, got)
-        server.publish({"type": "node_log", "data": {"n": 1}})
+        magk_backend.publish({"type": "node_log", "data": {"n": 1}})
         got.wait_for(lambda xs: len(event_ids(xs)) >= 1, 5)
-        server.go_silent(True)
-        server.publish({"type": "node_log", "data": {"n": 2}})
-        server.expire_replay_log()
-        server.go_silent(False)
-        server.drop_connections()
+        magk_backend.go_silent(True)
+        magk_backend.publish({"type": "node_log", "data": {"n": 2}})
+        magk_backend.expire_replay_log()
+        magk_backend.go_silent(False)
+        magk_backend.drop_connections()
         gaps.wait_count(1)
         assert isinstance(gaps.items[0], ResumeGapError)
         assert any(isinstance(e, ResumeGapError) for _, e in states.items)
         assert service.get_connection_health().resume_gaps == 1
         # the gap notice comes before the first event after the reconnect
-        server.publish({"type": "node_log", "data": {"n": 3}})
+        magk_backend.publish({"type": "node_log", "data": {"n": 3}})
         got.wait_for(lambda xs: any(m.data.get("n") == 3 for m in xs), 5)
     kinds = [m.type for m in got.items]
     assert kinds.index("subscription_error") < max(i for i, m in enumerate(got.items) if m.data.get("n") == 3)
 
 
-def test_silent_sse_stream_detected_and_recovered(server: Backend) -> None:
+def test_silent_sse_stream_detected_and_recovered(magk_backend: Backend) -> None:
     states = StateRecorder()
-    with make_service(server, preferred_type="eventsource", fallback_to_secondary=False,
+    with make_service(magk_backend, preferred_type="eventsource", fallback_to_secondary=False,
                       heartbeat_interval_ms=300, heartbeat_timeout_ms=200) as service:
         service.on_connection_state_change(states)
-        server.go_silent(True)
+        magk_backend.go_silent(True)
         states.wait_state(ConnectionState.RECONNECTING, timeout=5)
         error = next(e for s, e in states.items if s is ConnectionState.RECONNECTING)
         assert isinstance(error, MagkTimeoutError)
         logs: Recorder[RealtimeMessage] = Recorder()
         service.subscribe("node_log", logs)
-        server.go_silent(False)
-        server.publish({"type": "node_log", "data": {"alive": True}})
+        magk_backend.go_silent(False)
+        magk_backend.publish({"type": "node_log", "data": {"alive": True}})
         assert logs.wait_count(1)[0].data == {"alive": True}  # resumed: nothing lost
 
 
-def test_sse_204_stops_reconnecting(server: Backend) -> None:
-    server.sse_script(b"", status=204, content_type=None, times=5)
-    service = make_service(server, preferred_type="eventsource", fallback_to_secondary=False)
+def test_sse_204_stops_reconnecting(magk_backend: Backend) -> None:
+    magk_backend.sse_script(b"", status=204, content_type=None, times=5)
+    service = make_service(magk_backend, preferred_type="eventsource", fallback_to_secondary=False)
     with pytest.raises(Exception) as info:
         service.connect(timeout=5)
     assert getattr(info.value, "terminal", False) is True
-    assert server.counters.get("sse_attempts", 0) == 1
+    assert magk_backend.counters.get("sse_attempts", 0) == 1
     assert sdk_threads() == []
 
 
@@ -235,24 +202,24 @@ def test_sse_401_is_auth_error_without_retries() -> None:
         assert server.counters.get("ws_attempts", 0) == 0  # auth never falls back either
 
 
-def test_refused_upgrade_falls_back_to_sse(server: Backend) -> None:
-    server.refuse_websocket(404)
+def test_refused_upgrade_falls_back_to_sse(magk_backend: Backend) -> None:
+    magk_backend.refuse_websocket(404)
     states = StateRecorder()
-    service = make_service(server, preferred_type="websocket", fallback_to_secondary=True,
+    service = make_service(magk_backend, preferred_type="websocket", fallback_to_secondary=True,
                            preferred_retry_interval_ms=100)
     service.on_connection_state_change(states)
     try:
         service.connect(timeout=10)
         assert service.connection_type is ConnectionType.EVENTSOURCE
-        server.refuse_websocket(None)
-        server.wait_for_connections(1, transport="websocket", timeout=10)
+        magk_backend.refuse_websocket(None)
+        magk_backend.wait_for_connections(1, transport="websocket", timeout=10)
         states.wait_for(lambda xs: service.connection_type is ConnectionType.WEBSOCKET, 10, "switch back")
         assert service.get_connection_health().transport_switches >= 2
     finally:
         service.disconnect()
 
 
-def test_named_sse_events_use_transformers(server: Backend) -> None:
+def test_named_sse_events_use_transformers(magk_backend: Backend) -> None:
     got: Recorder[RealtimeMessage] = Recorder()
     body = (
         b'event: workflow_started\nid: b-1\ndata: {"data": {"workflowId": "wf-9"}}\n\n'
@@ -260,8 +227,8 @@ def test_named_sse_events_use_transformers(server: Backend) -> None:
         b'event: unknown_name\nid: b-3\ndata: {}\n\n'
         b'id: b-4\ndata: {"type": "node_started", "workflowId": "wf-9", "nodeId": "n", "data": {}}\n\n'
     )
-    server.sse_script(body, hold_open=True)
-    service = make_service(server, preferred_type="eventsource", fallback_to_secondary=False)
+    magk_backend.sse_script(body, hold_open=True)
+    service = make_service(magk_backend, preferred_type="eventsource", fallback_to_secondary=False)
     service.register_message_transformer(
         "custom_thing", lambda m: {"type": "node_metadata", "id": m.get("id"), "data": {"metadata": m["value"]}}
     )
@@ -280,13 +247,13 @@ def test_named_sse_events_use_transformers(server: Backend) -> None:
     assert any("unknown_name" in str(e) for e in errors.items)
 
 
-def test_repeated_websocket_network_failures_fall_back_to_sse(server: Backend) -> None:
+def test_repeated_websocket_network_failures_fall_back_to_sse(magk_backend: Backend) -> None:
     import socket
 
     with socket.socket() as placeholder:  # a port with nothing listening: connection refused
         placeholder.bind(("127.0.0.1", 0))
         dead_port = placeholder.getsockname()[1]
-    service = make_service(server, websocket_url=f"ws://127.0.0.1:{dead_port}/ws/realtime",
+    service = make_service(magk_backend, websocket_url=f"ws://127.0.0.1:{dead_port}/ws/realtime",
                            fallback_to_secondary=True, preferred_retry_interval_ms=60000)
     try:
         service.connect(timeout=10)

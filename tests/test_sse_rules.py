@@ -1,4 +1,4 @@
-"""The WHATWG event-stream rules S1-S17 (FAULTS.md), one test per rule.
+"""The WHATWG event-stream rules S1-S17 (docs/sse.rst), one test per rule.
 
 Each rule is shown over a real socket: a raw HTTP server on 127.0.0.1 sends the exact
 framing, and the SSE transport parses it. Chunk-exact cases (a CRLF or a BOM split
@@ -15,7 +15,6 @@ from typing import List, Optional, Sequence, Tuple
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sse_raw_server import RawServer, Step, sse
 
 from magk_client.errors import (
     MagkConnectionError,
@@ -24,6 +23,7 @@ from magk_client.errors import (
     ServerError,
     TransportClosed,
 )
+from magk_client.testing.raw import RawServer, Step, sse
 from magk_client.transports.base import SSEEvent, TransportOptions
 from magk_client.transports.sse import SSETransport
 from magk_client.transports.sse_stream import SSEDecoder
@@ -80,7 +80,7 @@ def decode(chunks: Sequence[bytes]) -> List[Ev]:
         (299, "text/event-stream", ProtocolError, True),
         (404, "text/event-stream", ProtocolError, True),
         (410, "text/event-stream", ProtocolError, True),
-        # The SDK deliberately retries 5xx (FAULTS: "where the SDK differs from a browser").
+        # The SDK deliberately retries 5xx (docs/sse.rst, "Where the SDK differs from a browser").
         (503, "text/event-stream", ServerError, False),
         (200, "text/x-bogus", ProtocolError, True),
         (200, "text/html", ProtocolError, True),
@@ -413,7 +413,7 @@ def test_s17_keepalive_comments_keep_a_stream_alive_and_silence_times_out() -> N
         srv.close()
 
 
-# --- chunking invariance and a reference parser (FAULTS row 21) ---------------------------
+# --- chunking invariance and a reference parser (docs/faults.rst row 21) ---------------------------
 
 
 def reference(raw: bytes) -> List[Tuple[str, str, Optional[str], bool]]:
@@ -646,7 +646,7 @@ def test_s21_big_block_path_agrees_with_the_sseclient_path(raw: bytes, budget: i
 
 def test_event_of_many_short_lines_parses_in_linear_time() -> None:
     # 400 000 ``data`` lines (2 MB): sseclient-py's line-by-line accumulation would take
-    # about a minute (measured 0.6 s at 40 000 lines, growing quadratically); FAULTS 18 wants the reader thread free.
+    # about a minute (measured 0.6 s at 40 000 lines, growing quadratically); docs/faults.rst row 18 wants the reader thread free.
     d = SSEDecoder(max_event_size=4 * 1024 * 1024)
     start = time.monotonic()
     events = d.feed(b"id: big\n" + b"data\n" * 400_000 + b"\n")

@@ -5,14 +5,13 @@ gets them into an error or its chain, and redirects are followed only within the
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, List, Optional
+from typing import Any, List, Optional
 
 import pytest
-from sse_raw_server import Conn, RawServer, Request, reply, sse
 
 from magk_client.errors import AuthError, MagkConnectionError, ProtocolError
-from magk_client.transports.base import SSEEvent, TransportOptions
-from magk_client.transports.sse import SSETransport
+from magk_client.testing.raw import Conn, Request, reply, sse
+from magk_client.transports.base import SSEEvent
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -20,36 +19,6 @@ TOKEN = "tok/SECRET+4242"  # quoted in a URL: tok%2FSECRET%2B4242
 QUOTED = "tok%2FSECRET%2B4242"
 API_KEY = "key-SECRET-9999"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-API-Key": API_KEY}
-
-
-@pytest.fixture
-def servers() -> Iterator[List[RawServer]]:
-    made: List[RawServer] = []
-    yield made
-    for s in made:
-        s.close()
-
-
-@pytest.fixture
-def transports() -> Iterator[List[SSETransport]]:
-    made: List[SSETransport] = []
-    yield made
-    for t in made:
-        t.close()
-
-
-def serve(servers: List[RawServer], *handlers: Any) -> RawServer:
-    srv = RawServer(list(handlers))
-    servers.append(srv)
-    return srv
-
-
-def make(transports: List[SSETransport], url: str, **kw: Any) -> SSETransport:
-    kw.setdefault("read_timeout", 5.0)
-    kw.setdefault("connect_timeout", 5.0)
-    t = SSETransport(TransportOptions(url=url, **kw))
-    transports.append(t)
-    return t
 
 
 def secret_free(err: Optional[BaseException]) -> None:
@@ -67,12 +36,12 @@ def secret_free(err: Optional[BaseException]) -> None:
 
 
 def test_token_in_query_never_reaches_the_urllib3_debug_log(
-    servers: Any, transports: Any, caplog: pytest.LogCaptureFixture
+    raw_servers: Any, sse_transports: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, urllib3's included
-    srv = serve(servers, sse([b"data: a\n\n"]), reply(204))
+    srv = raw_servers([sse([b"data: a\n\n"]), reply(204)])
     query = f"?token={QUOTED}&x=1"
-    t = make(transports, srv.url("/events" + query), headers=AUTH, messages_url=srv.url("/messages" + query))
+    t = sse_transports(srv.url("/events" + query), headers=AUTH, messages_url=srv.url("/messages" + query))
     t.open()
     assert [e.data for e in t.receive() if isinstance(e, SSEEvent)] == ["a"]
     t.send("{}")
@@ -88,11 +57,11 @@ def test_token_in_query_never_reaches_the_urllib3_debug_log(
         assert QUOTED not in msg and "SECRET" not in msg, (rec.name, msg)
 
 
-def test_the_urllib3_log_filter_is_installed_once_and_scrubs_only_credentials(transports: Any) -> None:
+def test_the_urllib3_log_filter_is_installed_once_and_scrubs_only_credentials(sse_transports: Any) -> None:
     from magk_client.transports import sse_http as sse_module
 
     for _ in range(3):
-        make(transports, "http://127.0.0.1:9/events")
+        sse_transports("http://127.0.0.1:9/events")
         sse_module.install_log_filter()
     pool_log = logging.getLogger("urllib3.connectionpool")
     ours = [f for f in pool_log.filters if isinstance(f, sse_module.CredentialQueryFilter)]
@@ -134,11 +103,11 @@ def echoed_chunk_size(conn: Conn, req: Request) -> None:
     "handler", [hostile_401, echoed_status_line, echoed_chunk_size], ids=["401", "status-line", "chunk-size"]
 )
 def test_credentials_echoed_by_the_server_never_reach_the_error_or_its_chain(
-    servers: Any, transports: Any, handler: Any
+    raw_servers: Any, sse_transports: Any, handler: Any
 ) -> None:
-    srv = serve(servers, handler)
-    post = srv if handler is not echoed_chunk_size else serve(servers, echoed_status_line)
-    t = make(transports, srv.url(f"/events?token={QUOTED}"), headers=AUTH, messages_url=post.url("/messages"))
+    srv = raw_servers([handler])
+    post = srv if handler is not echoed_chunk_size else raw_servers([echoed_status_line])
+    t = sse_transports(srv.url(f"/events?token={QUOTED}"), headers=AUTH, messages_url=post.url("/messages"))
     with pytest.raises(MagkConnectionError) as ei:
         t.open()
         while True:
@@ -164,9 +133,9 @@ def redirect(status: int, location: str) -> Any:
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_a_same_origin_redirect_is_followed_with_the_credentials(servers: Any, transports: Any, status: int) -> None:
-    srv = serve(servers, redirect(status, "/moved?to=here"), sse([b"id: 7\ndata: after the move\n\n"]))
-    t = make(transports, srv.url("/events"), headers=AUTH)
+def test_a_same_origin_redirect_is_followed_with_the_credentials(raw_servers: Any, sse_transports: Any, status: int) -> None:
+    srv = raw_servers([redirect(status, "/moved?to=here"), sse([b"id: 7\ndata: after the move\n\n"])])
+    t = sse_transports(srv.url("/events"), headers=AUTH)
     t.open(last_event_id="e-6")
     assert [(e.data, e.id) for e in t.receive() if isinstance(e, SSEEvent)] == [("after the move", "7")]
     first, second = srv.wait_requests(2)
@@ -178,8 +147,8 @@ def test_a_same_origin_redirect_is_followed_with_the_credentials(servers: Any, t
     assert t.status == 200
 
 
-def test_a_chain_of_redirects_within_the_origin_is_followed(servers: Any, transports: Any) -> None:
-    srv = serve(servers, reply(0))  # handlers set below, once the port is known
+def test_a_chain_of_redirects_within_the_origin_is_followed(raw_servers: Any, sse_transports: Any) -> None:
+    srv = raw_servers([reply(0)])  # handlers set below, once the port is known
     absolute = srv.url("/c")
     srv.handlers[:] = [
         redirect(301, "/b"),
@@ -187,7 +156,7 @@ def test_a_chain_of_redirects_within_the_origin_is_followed(servers: Any, transp
         redirect(308, "d"),  # relative to /c
         sse([b"data: ok\n\n"]),
     ]
-    t = make(transports, srv.url("/a"))
+    t = sse_transports(srv.url("/a"))
     t.open()
     assert [e.data for e in t.receive() if isinstance(e, SSEEvent)] == ["ok"]
     assert [r.path for r in srv.wait_requests(4)] == ["/a", "/b", "/c", "/d"]
@@ -203,11 +172,11 @@ def test_a_chain_of_redirects_within_the_origin_is_followed(servers: Any, transp
         "http://user:pw@127.0.0.1:{port}/events",  # credentials of its own
     ],
 )
-def test_a_redirect_to_another_origin_is_refused(servers: Any, transports: Any, location: str) -> None:
-    other = serve(servers, sse([b"data: stolen\n\n"]))
-    srv = serve(servers, reply(0))
+def test_a_redirect_to_another_origin_is_refused(raw_servers: Any, sse_transports: Any, location: str) -> None:
+    other = raw_servers([sse([b"data: stolen\n\n"])])
+    srv = raw_servers([reply(0)])
     srv.handlers[:] = [redirect(307, location.format(port=srv.port, other=other.port)), sse([b"data: stolen\n\n"])]
-    t = make(transports, srv.url("/events"), headers=AUTH)
+    t = sse_transports(srv.url("/events"), headers=AUTH)
     with pytest.raises(ProtocolError) as ei:
         t.open()
     assert ei.value.terminal and ei.value.status == 307
@@ -216,9 +185,9 @@ def test_a_redirect_to_another_origin_is_refused(servers: Any, transports: Any, 
     secret_free(ei.value)
 
 
-def test_a_redirect_loop_is_refused(servers: Any, transports: Any) -> None:
-    srv = serve(servers, redirect(302, "/b"), redirect(302, "/a?token=" + QUOTED), redirect(302, "/b"))
-    t = make(transports, srv.url("/a?token=" + QUOTED), headers=AUTH)
+def test_a_redirect_loop_is_refused(raw_servers: Any, sse_transports: Any) -> None:
+    srv = raw_servers([redirect(302, "/b"), redirect(302, "/a?token=" + QUOTED), redirect(302, "/b")])
+    t = sse_transports(srv.url("/a?token=" + QUOTED), headers=AUTH)
     with pytest.raises(ProtocolError) as ei:
         t.open()
     assert ei.value.terminal and ei.value.status == 302
@@ -227,19 +196,19 @@ def test_a_redirect_loop_is_refused(servers: Any, transports: Any) -> None:
     secret_free(ei.value)
 
 
-def test_more_than_five_redirects_are_refused(servers: Any, transports: Any) -> None:
-    srv = serve(servers, *[redirect(307, f"/hop{i}") for i in range(1, 7)], sse([b"data: too far\n\n"]))
-    t = make(transports, srv.url("/hop0"))
+def test_more_than_five_redirects_are_refused(raw_servers: Any, sse_transports: Any) -> None:
+    srv = raw_servers([*[redirect(307, f"/hop{i}") for i in range(1, 7)], sse([b"data: too far\n\n"])])
+    t = sse_transports(srv.url("/hop0"))
     with pytest.raises(ProtocolError) as ei:
         t.open()
     assert ei.value.terminal and "too many redirects" in str(ei.value)
     assert len(srv.requests) == 6  # the first request and five redirects followed
 
 
-def test_a_redirect_without_location_is_refused(servers: Any, transports: Any) -> None:
-    srv = serve(servers, reply(307, b"", []), reply(304, b"", [("Location", "/b")]))
+def test_a_redirect_without_location_is_refused(raw_servers: Any, sse_transports: Any) -> None:
+    srv = raw_servers([reply(307, b"", []), reply(304, b"", [("Location", "/b")])])
     for _ in range(2):
-        t = make(transports, srv.url("/a"))
+        t = sse_transports(srv.url("/a"))
         with pytest.raises(ProtocolError) as ei:
             t.open()
         assert ei.value.terminal and "redirect refused" in str(ei.value)

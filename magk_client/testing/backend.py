@@ -20,6 +20,20 @@ Usage::
 Every public method may be called from any thread. See docs/protocol.rst for the wire decisions
 (event ids ``e-1``, ``e-2``, ...; control messages carry no id; order of ack and replay; auth on every
 endpoint). :class:`Backend` is the facade; the parts behind it live in ``magk_client.testing._backend``.
+
+Commands, whatever brought them, are recorded one by one and can be faulted one by one::
+
+    backend.command_log               # CommandRecord each: requestId, command, workflowId, route
+                                      # ("ws", "commands", "messages", "python"), time, replay / fault
+    backend.executions("req-1")       # how many times it actually ran (at most 1)
+    backend.wait_for_command("req-1", count=2)
+    backend.set_health("healthy", http_status=500)       # /health answers 500
+    backend.faults.fail_commands(2, 503, retry_after=1)  # the next 2 POST /commands: 503, not run
+    backend.faults.reset_commands(1)                     # the next POST /commands: RST after its body
+    backend.faults.drop_command_answers(1, then_drop=True)  # WebSocket: no answer, then a drop
+    backend.faults.delay_command_answers(1.5)            # answers only (not pongs, not events)
+
+(see :class:`~magk_client.testing._backend.controls.FaultControls`).
 """
 
 from __future__ import annotations
@@ -31,11 +45,12 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from ._backend.acks import ACK_FEATURE, MessageDesk
 from ._backend.commands import Command, CommandDesk
+from ._backend.controls import FaultControls
 from ._backend.faults import BAD_KINDS, FaultSwitches, ScriptedResponse, bad_frames
 from ._backend.http_routes import COMMANDS_PATH, HEALTH_PATH, MESSAGES_PATH
 from ._backend.hub import Hub
 from ._backend.loop import LoopThread
-from ._backend.records import ReceivedMessage, Records, RecordsView
+from ._backend.records import CommandRecord, ReceivedMessage, Records, RecordsView
 from ._backend.server import Server
 from ._backend.sse_route import SSE_PATH
 from ._backend.wire import raw_frames
@@ -46,6 +61,8 @@ from .replay import ReplayLog
 __all__ = [
     "Backend",
     "BAD_KINDS",
+    "CommandRecord",
+    "FaultControls",
     "ReceivedMessage",
     "ScriptedResponse",
     "WS_PATH",
@@ -64,8 +81,9 @@ DEFAULT_WORKFLOWS: Dict[str, List[str]] = {"wf-1": ["n-1", "n-2", "n-3"]}
 class Backend(RecordsView):
     """A real local MAGK backend on 127.0.0.1 (see the module docstring).
 
-    What it saw (counters, received messages, handshakes) and the ``wait_*`` methods come from
-    :class:`~magk_client.testing._backend.records.RecordsView`.
+    What it saw (counters, received messages, handshakes, the ``command_log``) and the ``wait_*`` methods
+    come from :class:`~magk_client.testing._backend.records.RecordsView`; the command-level fault controls
+    are on :attr:`faults` (:class:`FaultControls`).
 
     Threads: every public method may be called from any thread. Requests, sessions, the engine and the
     heartbeat run on the ``magk-backend-loop`` thread; a method that touches connections or the replay
@@ -135,6 +153,7 @@ class Backend(RecordsView):
 
         self._records = Records()
         self._faults = FaultSwitches()
+        self.faults = FaultControls(self._faults)
         self._hub = Hub(
             ReplayLog(replay_size),
             self._records,
@@ -359,12 +378,14 @@ class Backend(RecordsView):
         """Close every WebSocket with ``code`` and end every SSE stream cleanly. Returns how many."""
         return self._loop.call(lambda: self._hub.close_all(code, reason))
 
-    def refuse_websocket(self, status: Optional[int] = 503, retry_after: Optional[float] = None) -> None:
-        """Answer WebSocket upgrades with HTTP ``status`` (and ``Retry-After``) until called with None."""
+    def refuse_websocket(self, status: Optional[int] = 503, retry_after: Union[float, str, None] = None) -> None:
+        """Answer WebSocket upgrades with HTTP ``status`` (and ``Retry-After``: seconds, or a string sent as
+        it is) until called with None."""
         self._faults.refuse_ws = None if status is None else (status, retry_after)
 
-    def refuse_sse(self, status: Optional[int] = 503, retry_after: Optional[float] = None) -> None:
-        """Answer SSE requests with HTTP ``status`` (and ``Retry-After``) until called with None."""
+    def refuse_sse(self, status: Optional[int] = 503, retry_after: Union[float, str, None] = None) -> None:
+        """Answer SSE requests with HTTP ``status`` (and ``Retry-After``: seconds, or a string sent as it is)
+        until called with None."""
         self._faults.refuse_sse = None if status is None else (status, retry_after)
 
     def accept_then_close(self, enabled: bool = True, code: int = 1000) -> None:
@@ -435,10 +456,13 @@ class Backend(RecordsView):
     def clear_sse_scripts(self) -> None:
         self._faults.sse_scripts.clear()
 
-    def set_health(self, status: str = "healthy", *, minimal: bool = False, **services: bool) -> None:
+    def set_health(
+        self, status: str = "healthy", *, minimal: bool = False, http_status: int = 200, **services: bool
+    ) -> None:
         """What ``/health`` reports: ``status``, service flags (``database=False``...), or with
-        ``minimal=True`` only ``{"status", "service"}`` like real MAGK servers."""
-        self._faults.health = {"status": status, "minimal": minimal, "services": dict(services)}
+        ``minimal=True`` only ``{"status", "service"}`` like real MAGK servers; with HTTP ``http_status``."""
+        health = {"status": status, "minimal": minimal, "services": dict(services), "http_status": http_status}
+        self._faults.health = health
 
     def reset_faults(self) -> None:
         """Turn every fault switch off."""
@@ -448,6 +472,7 @@ class Backend(RecordsView):
         self.set_delay(0.0)
         self.drop_after(None)
         self.clear_sse_scripts()
+        self.faults.reset()
         self.go_silent(False)
 
 

@@ -1,7 +1,7 @@
 """A fault-injecting TCP proxy for tests on loopback.
 
 ``FaultProxy`` sits between a client under test and a real server (both on loopback) and forwards bytes
-both ways, while a test injects the faults of ``FAULTS.md``: resets, a silent peer, a peer that stops
+both ways, while a test injects the faults of ``docs/faults.rst``: resets, a silent peer, a peer that stops
 reading, latency and jitter, low bandwidth, tiny segments, a cut mid-stream, refused or hanging connects::
 
     with FaultProxy("127.0.0.1", backend_port) as proxy:

@@ -37,7 +37,7 @@ class SSEEvent(NamedTuple):
     ``dispatch`` is False for a block that changed the last event id without
     carrying data (``id: 7`` then a blank line, or ``id:`` which resets it): such an
     item delivers nothing to users, but the service records ``id`` (``None`` = reset)
-    as the ``Last-Event-ID`` to send on the next reconnect (FAULTS S7).
+    as the ``Last-Event-ID`` to send on the next reconnect (docs/sse.rst S7).
     """
 
     data: str

@@ -10,7 +10,7 @@ What is raised when (every error is a :class:`~magk_client.errors.MagkConnection
       deliberately differs from browsers here). 408: :class:`MagkTimeoutError` (retried).
     - 301, 302, 303, 307, 308 to the same origin (scheme, host and port): followed, up to
       five, as browsers' EventSource does; the request is sent again with the same headers.
-      A redirect to another origin (credentials never reach another host, FAULTS 34), back
+      A redirect to another origin (credentials never reach another host, docs/faults.rst row 34), back
       to a URL already requested (a loop), past the fifth, or any other 3xx: terminal
       :class:`ProtocolError` "redirect refused" / "redirect loop refused".
     - any other status (other 4xx, 2xx other than 200), or a wrong content type:
@@ -32,7 +32,7 @@ What is raised when (every error is a :class:`~magk_client.errors.MagkConnection
     - chunked body cut off, reset: :class:`NetworkError` (reconnectable).
     - nothing for ``read_timeout`` seconds: :class:`MagkTimeoutError`.
     - an event or line over ``max_message_size``: :class:`MessageTooLargeError`, and
-      the connection is dropped (FAULTS 18).
+      the connection is dropped (docs/faults.rst row 18).
     - after ``close()``: :class:`TransportClosed` promptly.
 
 ``send(text)``: ``POST options.messages_url`` (JSON); 2xx is success; otherwise classified
@@ -41,10 +41,10 @@ as above (every 3xx refused: a POST is not re-sent anywhere). No ``messages_url`
 TLS: every HTTPS connection uses ``options.ssl_context`` (a default context if None). The
 requests sessions do not read the environment (``trust_env=False``), and the adapter
 drops any CA file requests would add, so ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, netrc
-and proxy variables cannot change what is trusted or where credentials go (FAULTS 33).
+and proxy variables cannot change what is trusted or where credentials go (docs/faults.rst row 33).
 
 Reading: ``receive()`` hands over every byte as soon as it arrives (urllib3's
-``HTTPResponse.read1``), whether the body is chunked or close-delimited (FAULTS 22).
+``HTTPResponse.read1``), whether the body is chunked or close-delimited (docs/faults.rst row 22).
 
 Errors of requests, urllib3, ssl and socket are translated into ours with a secret-free
 reason and never chained (``__cause__``/``__context__``): their text may hold a URL or

@@ -3,7 +3,7 @@
 :class:`SSEDecoder` takes the bytes of an event stream in chunks of any size and
 returns the events they complete. It keeps sseclient-py as the parser of fields
 (``data``, ``event``) and fixes, at the boundary, what sseclient-py gets wrong
-against the WHATWG rules (HTML section 9.2, FAULTS.md S5-S16):
+against the WHATWG rules (HTML section 9.2, docs/sse.rst S5-S16):
 
 - S9: the stream is decoded as UTF-8 with replacement (sseclient-py ends the stream
   on invalid UTF-8), incrementally, so a character split across chunks survives;
@@ -19,7 +19,7 @@ against the WHATWG rules (HTML section 9.2, FAULTS.md S5-S16):
   sseclient-py drops blocks without data (an ``id``-only block must still set
   the last event id), keeps ids holding NUL, forgets the id between events, and
   takes any ``retry`` value. The last-event-id buffer persists across events.
-- FAULTS row 18: the incomplete event held between chunks, and every complete
+- docs/faults.rst row 18: the incomplete event held between chunks, and every complete
   event, is bounded by ``max_event_size``; past it :class:`MessageTooLargeError`.
 
 sseclient-py is used through its public interface only, ``SSEClient(chunks).events()``.

@@ -5,7 +5,7 @@ socket we connected and, for ``wss``, wrapped with *our* :class:`ssl.SSLContext`
 masking of the frames we send (``ABNF``). What this module does itself, and why:
 
 * **Reading frames.** websocket-client's frame reader reads a frame's payload before
-  anything can look at its length (FAULTS row 17: a header claiming 2**62 bytes must fail
+  anything can look at its length (docs/faults.rst row 17: a header claiming 2**62 bytes must fail
   at once), cannot say whether a complete frame is already buffered without blocking, and
   costs about 10 us per frame. ``receive()`` reads the socket in 64 KiB chunks into the
   buffer of a sans-I/O :class:`~magk_client.transports.ws_frames.FrameReader` (every RFC

@@ -6,7 +6,8 @@ One module per concern; each says which thread runs its code:
 ``wire``         JSON, SSE and WebSocket framing; control messages (pure)
 ``records``      what the backend saw: the loop writes ``Records``, any thread reads ``RecordsView``
 ``faults``       the fault switches (set from any thread), refusals and bad messages (pure)
-``commands``     command parsing (pure) and the idempotent ``CommandDesk`` (loop thread)
+``controls``     ``Backend.faults``: the command-level fault controls (any thread)
+``commands``     command parsing (pure) and the idempotent, recording ``CommandDesk`` (loop thread)
 ``acks``         the ``MessageDesk``: each plain client message processed once per id, acks (loop thread)
 ``connection``   one live WebSocket or SSE connection and its writer (loop thread)
 ``hub``          the open connections, the replay log, publishing and heartbeats (loop thread)

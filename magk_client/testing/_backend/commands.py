@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
 from ..engine import Engine, EngineCommandRejected
-from .records import Records
+from .records import CommandRecord, Records
 
-__all__ = ["BadPayload", "Command", "CommandDesk", "command_of", "is_command_envelope", "parse_command"]
+__all__ = ["ROUTES", "BadPayload", "Command", "CommandDesk", "command_of", "is_command_envelope", "parse_command"]
+
+#: How a command reaches the desk: a WebSocket envelope, ``POST /commands``, an envelope on
+#: ``POST /messages``, or ``Backend.execute_command``.
+ROUTES = ("ws", "commands", "messages", "python")
 
 logger = logging.getLogger("magk_client.testing.backend")
 
@@ -26,11 +31,21 @@ class BadPayload(ValueError):
 
 @dataclass
 class Command:
+    """A well-formed command; ``payload`` is the command object as received (None: built in Python)."""
+
     command: str
     workflow_id: str
     node_id: Optional[str]
     data: Optional[Dict[str, Any]]
     request_id: Optional[str]
+    payload: Optional[Dict[str, Any]] = None
+
+    def as_payload(self) -> Dict[str, Any]:
+        if self.payload is not None:
+            return dict(self.payload)
+        fields = {"command": self.command, "workflowId": self.workflow_id, "nodeId": self.node_id,
+                  "data": self.data, "requestId": self.request_id}
+        return {k: v for k, v in fields.items() if v is not None}
 
 
 def parse_command(obj: Any, fallback_request_id: Optional[str] = None) -> Command:
@@ -51,7 +66,7 @@ def parse_command(obj: Any, fallback_request_id: Optional[str] = None) -> Comman
     request_id = obj.get("requestId", fallback_request_id)
     if request_id is not None and (not isinstance(request_id, str) or not request_id):
         raise BadPayload("'requestId' must be a non-empty string")
-    return Command(command, workflow_id, node_id, data, request_id)
+    return Command(command, workflow_id, node_id, data, request_id, dict(obj))
 
 
 def is_command_envelope(msg: Dict[str, Any]) -> bool:
@@ -70,9 +85,9 @@ def command_of(envelope: Dict[str, Any]) -> Command:
     )
 
 
-
 class CommandDesk:
-    """Runs commands on the engine and answers a repeated request id with the stored response.
+    """Runs commands on the engine and answers a repeated request id with the stored response; records
+    each command it takes in ``Records.command_log``.
 
     ``capacity()`` is read at each command: how many responses are kept for repeats.
     """
@@ -84,16 +99,16 @@ class CommandDesk:
         self._responses: OrderedDict[str, Dict[str, Any]] = OrderedDict()
         self._generated_ids = itertools.count(1)
 
-    def run(self, cmd: Command, transport: str) -> Dict[str, Any]:
-        """The command response object; runs the command unless its request id was answered already."""
-        if cmd.request_id is None:
-            cmd.request_id = f"srv-{next(self._generated_ids)}"
-        rid = cmd.request_id
-        self._records.command(rid)
+    def run(self, cmd: Command, route: str, connection_id: Optional[str] = None) -> Dict[str, Any]:
+        """The command response object; runs the command unless its request id was answered already.
+
+        ``route`` is one of :data:`ROUTES`."""
+        received_at = time.monotonic()
+        rid = self._request_id(cmd)
         stored = self._responses.get(rid)
         if stored is not None:
-            self._records.count("commands_replayed")
-            logger.debug("command %s repeated over %s: answering again without running it", rid, transport)
+            logger.debug("command %s repeated over %s: answering again without running it", rid, route)
+            self._record(cmd, route, received_at, connection_id, replay=True, success=stored.get("success"))
             return dict(stored)
         response: Dict[str, Any] = {"requestId": rid, "command": cmd.command}
         try:
@@ -107,4 +122,41 @@ class CommandDesk:
         self._responses[rid] = response
         while len(self._responses) > self._capacity():
             self._responses.popitem(last=False)
+        self._record(cmd, route, received_at, connection_id, replay=False, success=response["success"])
         return dict(response)
+
+    def refuse(self, cmd: Command, route: str, fault: str) -> None:
+        """Record a command that a fault switch answers (``fault``: ``"http 503"``, ``"reset"``) instead
+        of running it."""
+        self._record(cmd, route, time.monotonic(), None, replay=False, success=None, fault=fault)
+
+    def _request_id(self, cmd: Command) -> str:
+        if cmd.request_id is None:
+            cmd.request_id = f"srv-{next(self._generated_ids)}"
+        return cmd.request_id
+
+    def _record(
+        self,
+        cmd: Command,
+        route: str,
+        received_at: float,
+        connection_id: Optional[str],
+        *,
+        replay: bool,
+        success: Any,
+        fault: Optional[str] = None,
+    ) -> None:
+        self._records.command(
+            CommandRecord(
+                request_id=self._request_id(cmd),
+                command=cmd.command,
+                workflow_id=cmd.workflow_id,
+                route=route,
+                received_at=received_at,
+                replay=replay,
+                payload=cmd.as_payload(),
+                connection_id=connection_id,
+                success=success if isinstance(success, bool) else None,
+                fault=fault,
+            )
+        )

@@ -12,18 +12,31 @@ import socket
 import struct
 import time
 from collections import deque
-from typing import Callable, Deque, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from aiohttp import web
 
 from .faults import FaultSwitches
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "reset_transport"]
 
 logger = logging.getLogger("magk_client.testing.backend")
 
 #: Above this many bytes waiting in a connection's socket buffer its writer waits for the peer.
 _HIGH_WATER = 1024 * 1024
+
+
+def reset_transport(transport: Optional[asyncio.BaseTransport]) -> None:
+    """Abort ``transport`` with a TCP reset (RST, not FIN): the peer sees an abrupt loss."""
+    if transport is None or transport.is_closing():
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()  # type: ignore[attr-defined]
 
 
 class Connection:
@@ -43,6 +56,7 @@ class Connection:
         self.drop_after: Optional[int] = None
         self.writer_task: Optional[asyncio.Task[None]] = None
         self.pending_acks: List[str] = []  # ids to acknowledge in the next ``ack`` (see Hub.queue_ack)
+        self.delayed_answers: Deque[Tuple[float, Dict[str, Any]]] = deque()  # (due, answer): Hub.send_answer
 
     @property
     def websocket(self) -> bool:
@@ -60,16 +74,7 @@ class Connection:
             self.wakeup.set()
 
     def abort(self) -> None:
-        transport = self.request.transport
-        if transport is None or transport.is_closing():
-            return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:  # RST instead of FIN: the peer sees an abrupt loss
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-        transport.abort()
+        reset_transport(self.request.transport)
 
     async def write_loop(self, faults: FaultSwitches, dropped: Callable[[], None]) -> None:
         """Write the queued items in order, in batches; apply delay, silence and drop_after.

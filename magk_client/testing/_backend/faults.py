@@ -9,14 +9,22 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 
 from aiohttp import web
 
 from ..engine import iso_now
 from .wire import OP_BINARY, OP_TEXT, dumps, raw_frames, ws_frame
 
-__all__ = ["BAD_KINDS", "FaultSwitches", "Refusal", "ScriptedResponse", "bad_frames", "refusal_response"]
+__all__ = [
+    "BAD_KINDS",
+    "CommandFault",
+    "FaultSwitches",
+    "Refusal",
+    "ScriptedResponse",
+    "bad_frames",
+    "refusal_response",
+]
 
 #: Kinds of bad message :meth:`Backend.send_bad` can send.
 BAD_KINDS = (
@@ -33,7 +41,8 @@ BAD_KINDS = (
 )
 
 #: HTTP status and Retry-After seconds of a refused handshake.
-Refusal = Tuple[int, Optional[float]]
+#: an injected refusal: (HTTP status, Retry-After seconds, or a string sent as it is)
+Refusal = Tuple[int, Union[float, str, None]]
 
 
 @dataclass
@@ -50,6 +59,21 @@ class ScriptedResponse:
     hold_open: bool = False
 
 
+@dataclass(frozen=True)
+class CommandFault:
+    """How to answer one ``POST /commands`` instead of running it: HTTP ``status`` (with ``Retry-After``
+    and an ``error`` text when given), or, with ``status`` None, a connection reset."""
+
+    status: Optional[int] = None
+    retry_after: Optional[float] = None
+    error: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        """What the command log calls it: ``"http <status>"`` or ``"reset"``."""
+        return "reset" if self.status is None else f"http {self.status}"
+
+
 class FaultSwitches:
     """Every fault switch, off by default. Set from any thread; read by the loop thread."""
 
@@ -61,7 +85,11 @@ class FaultSwitches:
         self.drop_after: Optional[int] = None
         self.accept_then_close: Optional[int] = None
         self.sse_scripts: Deque[ScriptedResponse] = deque()
-        self.health: Dict[str, Any] = {"status": "healthy", "minimal": False, "services": {}}
+        self.health: Dict[str, Any] = {"status": "healthy", "minimal": False, "services": {}, "http_status": 200}
+        # command-level faults (Backend.faults); deques: appended from any thread, taken on the loop
+        self.command_faults: Deque[CommandFault] = deque()
+        self.answer_drops: Deque[bool] = deque()  # one per WebSocket answer to withhold: then drop?
+        self.answer_delay = 0.0
         self._audible: Optional[asyncio.Event] = None  # set while not silent; HTTP answers wait on it
 
     def loop_started(self) -> None:
@@ -80,6 +108,21 @@ class FaultSwitches:
             else:
                 audible.set()
 
+    def take_command_fault(self) -> Optional[CommandFault]:
+        """Loop thread: the fault for this ``POST /commands``, if one is queued."""
+        try:
+            return self.command_faults.popleft()
+        except IndexError:
+            return None
+
+    def take_answer_drop(self) -> Optional[bool]:
+        """Loop thread: None to send this WebSocket command answer; else withhold it, and True: then
+        drop the connection."""
+        try:
+            return self.answer_drops.popleft()
+        except IndexError:
+            return None
+
     async def until_audible(self) -> None:
         """Loop thread: return when the backend is not silent (at once when it is not)."""
         audible = self._audible
@@ -87,16 +130,19 @@ class FaultSwitches:
             await audible.wait()
 
 
-def refusal_response(refusal: Refusal, what: str) -> web.Response:
+def refusal_response(refusal: Refusal, what: str, error: Optional[str] = None) -> web.Response:
+    """An injected refusal: ``status`` with ``Retry-After`` when given and ``{"error": ...}`` (``error``,
+    or a text naming ``what``)."""
     status, retry_after = refusal
-    headers = (
-        {"Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after)}
-        if retry_after is not None
-        else None
-    )
+    headers: Optional[Dict[str, str]] = None
+    if isinstance(retry_after, str):  # sent as it is: an HTTP date, or a malformed value
+        headers = {"Retry-After": retry_after}
+    elif retry_after is not None:
+        headers = {"Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after)}
     if status == 204:
         return web.Response(status=204, headers=headers)
-    return web.json_response({"error": f"{what} refused (fault injection)"}, status=status, headers=headers)
+    text = error if error is not None else f"{what} refused (fault injection)"
+    return web.json_response({"error": text}, status=status, headers=headers)
 
 
 def bad_frames(kind: str, size: int, depth: int) -> Tuple[bytes, Optional[bytes]]:

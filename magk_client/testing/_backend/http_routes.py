@@ -14,8 +14,10 @@ from typing import Any, List, Optional
 from aiohttp import web
 
 from .auth import auth_error
-from .commands import BadPayload, command_of, is_command_envelope, parse_command
+from .commands import BadPayload, Command, command_of, is_command_envelope, parse_command
+from .connection import reset_transport
 from .context import Context
+from .faults import CommandFault, refusal_response
 from .wire import command_response, dumps, pong_for
 
 __all__ = ["COMMANDS_PATH", "HEALTH_PATH", "MESSAGES_PATH", "HttpRoutes"]
@@ -47,8 +49,10 @@ class HttpRoutes:
                 return denied
         began = time.perf_counter()
         health = ctx.faults.health
+        http_status = health["http_status"]
         if health["minimal"]:
-            return web.json_response({"status": health["status"], "service": "magk-reference-backend"})
+            body = {"status": health["status"], "service": "magk-reference-backend"}
+            return web.json_response(body, status=http_status)
         services = {"database": True, "messaging": True, "workflows": True}
         services.update(health["services"])
         body = {
@@ -61,9 +65,11 @@ class HttpRoutes:
                 "responseTime": round((time.perf_counter() - began) * 1000, 3),
             },
         }
-        return web.json_response(body)
+        return web.json_response(body, status=http_status)
 
     async def commands(self, request: web.Request) -> web.Response:
+        """One command: run (once per request id) and answered 200 with its response, unless a
+        ``POST /commands`` fault is queued (``Backend.faults``): then answered by the fault instead."""
         denied = await self._gate(request)
         if denied is not None:
             return denied
@@ -71,7 +77,12 @@ class HttpRoutes:
             cmd = parse_command(await self._read_json(request))
         except (BadPayload, web.HTTPRequestEntityTooLarge) as exc:
             return self._error_response(exc)
-        return web.json_response(self._ctx.desk.run(cmd, "http"))
+        fault = self._ctx.faults.take_command_fault()
+        if fault is not None:
+            return self._fault(request, cmd, fault)
+        response = self._ctx.desk.run(cmd, "commands")
+        await self._answer_delay()
+        return web.json_response(response)
 
     async def messages(self, request: web.Request) -> web.Response:
         """One client message. A command envelope is run and answered 200 with its response; a ping is
@@ -99,10 +110,11 @@ class HttpRoutes:
             cmd = command_of(body)
         except (BadPayload, web.HTTPRequestEntityTooLarge) as exc:
             return self._error_response(exc)
-        response = ctx.desk.run(cmd, "http")
+        response = ctx.desk.run(cmd, "messages", conn_id)
         conn = ctx.hub.conns.get(conn_id or "")
         if conn is not None:
-            ctx.hub.send_control(conn, command_response(response, cmd.workflow_id))
+            ctx.hub.send_answer(conn, command_response(response, cmd.workflow_id), ctx.faults.answer_delay)
+        await self._answer_delay()
         return web.json_response({"accepted": True, "response": response}, status=200)
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -115,6 +127,19 @@ class HttpRoutes:
         if ctx.faults.delay > 0:
             await asyncio.sleep(ctx.faults.delay)
         return auth_error(ctx, request)
+
+    def _fault(self, request: web.Request, cmd: Command, fault: CommandFault) -> web.Response:
+        """Answer a command with a queued fault instead of running it (recorded in the command log)."""
+        self._ctx.desk.refuse(cmd, "commands", fault.name)
+        if fault.status is None:
+            reset_transport(request.transport)
+            return web.Response(status=500)  # never written: the connection is gone
+        return refusal_response((fault.status, fault.retry_after), f"POST {COMMANDS_PATH}", fault.error)
+
+    async def _answer_delay(self) -> None:
+        delay = self._ctx.faults.answer_delay
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def _read_json(self, request: web.Request) -> Any:
         limit = self._ctx.options.max_body_size

@@ -116,6 +116,34 @@ class Hub:
             self.flush_acks(conn)
         self._send(conn, msg)
 
+    def send_answer(self, conn: Connection, msg: Dict[str, Any], delay: float) -> None:
+        """Send a command answer to one connection, ``delay`` seconds from now (0: at once, as
+        :meth:`send_control`). Delayed answers wait in their own queue, in order; nothing else waits
+        behind them. An answer whose connection has closed meanwhile is forgotten."""
+        if delay <= 0 and not conn.delayed_answers:
+            self.send_control(conn, msg)
+            return
+        loop = asyncio.get_running_loop()
+        conn.delayed_answers.append((loop.time() + max(delay, 0.0), msg))
+        if len(conn.delayed_answers) == 1:
+            loop.call_at(conn.delayed_answers[0][0], self._release_answers, conn)
+
+    def _release_answers(self, conn: Connection) -> None:
+        loop = asyncio.get_running_loop()
+        queue = conn.delayed_answers
+        if self.conns.get(conn.id) is not conn:
+            queue.clear()  # closed meanwhile
+            return
+        while queue and queue[0][0] <= loop.time():
+            self.send_control(conn, queue.popleft()[1])
+        if queue:
+            loop.call_at(queue[0][0], self._release_answers, conn)
+
+    def drop(self, conn: Connection) -> None:
+        """Abort one connection (RST, no close frame); counted in ``dropped``."""
+        self._records.count("dropped")
+        conn.abort()
+
     def _send(self, conn: Connection, msg: Dict[str, Any]) -> None:
         if self._faults.silent:
             return

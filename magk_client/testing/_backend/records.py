@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 from aiohttp import web
 
-__all__ = ["ReceivedMessage", "Records", "RecordsView"]
+__all__ = ["CommandRecord", "ReceivedMessage", "Records", "RecordsView"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,37 @@ class ReceivedMessage:
     duplicate: bool = False
 
 
+@dataclass(frozen=True)
+class CommandRecord:
+    """One command the backend received (:attr:`RecordsView.command_log`).
+
+    ``route``: how it came: ``"ws"`` (a WebSocket envelope), ``"commands"`` (``POST /commands``),
+    ``"messages"`` (an envelope on ``POST /messages``) or ``"python"`` (``Backend.execute_command``).
+    ``received_at``: ``time.monotonic()`` when the backend took it. ``replay``: answered from the
+    idempotency store (its request id had run already), not run again. ``fault``: a fault switch
+    answered it instead (``"http 503"``, ``"reset"``) and it did not run. ``payload``: the command object
+    as received (without ``requestId`` when the backend generated one). ``success``: its answer's
+    (None when a fault answered). ``connection_id``: the WebSocket, or the ``X-Connection-Id`` of
+    ``POST /messages``.
+    """
+
+    request_id: str
+    command: str
+    workflow_id: str
+    route: str
+    received_at: float
+    replay: bool
+    payload: Dict[str, Any]
+    connection_id: Optional[str] = None
+    success: Optional[bool] = None
+    fault: Optional[str] = None
+
+    @property
+    def executed(self) -> bool:
+        """Whether the command actually ran (not a replay, not answered by a fault)."""
+        return not self.replay and self.fault is None
+
+
 class Records:
     """The records and their condition (re-entrant: a predicate may read a snapshot).
 
@@ -47,6 +78,8 @@ class Records:
         self.connections_log: List[Dict[str, Any]] = []
         self.counters: Counter[str] = Counter()
         self.command_counts: Counter[str] = Counter()
+        self.command_log: List[CommandRecord] = []
+        self.executions: Counter[str] = Counter()
         self.processed_counts: Counter[str] = Counter()
         self.open: Dict[str, str] = {}  # connection id -> transport
         self.event_waiters = 0
@@ -106,10 +139,20 @@ class Records:
             self.open.clear()
             self.cond.notify_all()
 
-    def command(self, request_id: str) -> None:
+    def command(self, record: CommandRecord) -> None:
+        """A command was answered (run, replayed, or answered by a fault instead)."""
+        rid = record.request_id
         with self.cond:
-            self.command_counts[request_id] += 1
-            self.counters["commands"] += 1
+            self.command_log.append(record)
+            if record.fault is not None:
+                self.counters["commands_faulted"] += 1
+            else:
+                self.command_counts[rid] += 1
+                self.counters["commands"] += 1
+                if record.replay:
+                    self.counters["commands_replayed"] += 1
+                else:
+                    self.executions[rid] += 1
             self.cond.notify_all()
 
     def processed(self, message_id: str) -> None:
@@ -160,16 +203,34 @@ class RecordsView:
     @property
     def counters(self) -> Dict[str, int]:
         """ws_attempts, ws_connects, sse_attempts, sse_connects, pings, pongs, commands, commands_replayed,
-        bad_messages, http_requests, auth_failures, refused, dropped, acks_sent (ids acknowledged, on any
-        transport), ack_messages (WebSocket ``ack`` messages), duplicates_ignored, ..."""
+        commands_faulted (answered by a ``POST /commands`` fault), answers_dropped (command answers
+        withheld), bad_messages, http_requests, auth_failures, refused, dropped, acks_sent (ids
+        acknowledged, on any transport), ack_messages (WebSocket ``ack`` messages), duplicates_ignored, ..."""
         with self._records.cond:
             return dict(self._records.counters)
 
     @property
     def command_counts(self) -> Dict[str, int]:
-        """How many times each requestId was received (over any transport)."""
+        """How many times each requestId was received and answered by the backend (over any transport;
+        commands a fault switch answered instead are only in :attr:`command_log`)."""
         with self._records.cond:
             return dict(self._records.command_counts)
+
+    @property
+    def command_log(self) -> List[CommandRecord]:
+        """Every command received, oldest first: its request id, command, workflow, route (``"ws"``,
+        ``"commands"``, ``"messages"``, ``"python"``), time, and whether it ran, was a replay, or was
+        answered by a fault (see :class:`CommandRecord`). A snapshot. Malformed commands are not in it
+        (they are counted in ``bad_messages``)."""
+        with self._records.cond:
+            return list(self._records.command_log)
+
+    def executions(self, request_id: str) -> int:
+        """How many times the command with this request id actually ran: at most 1, as a repeat is
+        answered from the idempotency store (unless more than ``idempotency_size`` other commands came
+        in between). Counted since the last :meth:`clear_records`."""
+        with self._records.cond:
+            return self._records.executions[request_id]
 
     @property
     def processed_counts(self) -> Dict[str, int]:
@@ -205,6 +266,8 @@ class RecordsView:
             records.connections_log.clear()
             records.counters.clear()
             records.command_counts.clear()
+            records.command_log.clear()
+            records.executions.clear()
             records.processed_counts.clear()
 
     def wait_until(
@@ -241,6 +304,29 @@ class RecordsView:
         n = count_or_predicate
         self.wait_until(lambda: len(received) >= n, timeout, f"{n} received messages")
         return self.received_messages
+
+    def wait_for_command(
+        self,
+        request_id_or_predicate: Union[str, Callable[[CommandRecord], bool]],
+        count: int = 1,
+        timeout: float = 5.0,
+    ) -> List[CommandRecord]:
+        """Wait until :attr:`command_log` holds ``count`` commands with this request id (or matching the
+        predicate); returns all the matching ones, oldest first."""
+        if callable(request_id_or_predicate):
+            pred, what = request_id_or_predicate, "matching commands"
+        else:
+            rid = request_id_or_predicate
+            pred, what = (lambda c: c.request_id == rid), f"command {rid!r}"
+        log = self._records.command_log
+        found: List[CommandRecord] = []
+
+        def check() -> bool:
+            found[:] = [c for c in log if pred(c)]
+            return len(found) >= count
+
+        self.wait_until(check, timeout, f"{count} x {what}")
+        return list(found)
 
     def wait_for_processed(self, message_ids: Iterable[str], timeout: float = 5.0) -> Dict[str, int]:
         """Wait until every one of ``message_ids`` has been processed; returns :attr:`processed_counts`."""

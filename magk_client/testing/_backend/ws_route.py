@@ -144,6 +144,18 @@ class WebSocketRoute:
                 "error": f"malformed command: {exc}",
             }
             wid = msg.get("workflowId")
-            ctx.hub.send_control(conn, command_response(response, wid if isinstance(wid, str) else None))
+            self._answer(conn, command_response(response, wid if isinstance(wid, str) else None))
             return
-        ctx.hub.send_control(conn, command_response(ctx.desk.run(cmd, "websocket"), cmd.workflow_id))
+        self._answer(conn, command_response(ctx.desk.run(cmd, "ws", conn.id), cmd.workflow_id))
+
+    def _answer(self, conn: Connection, answer: Dict[str, Any]) -> None:
+        """Send a command answer, unless ``Backend.faults`` withholds it (and then drops the connection)
+        or delays it."""
+        ctx = self._ctx
+        then_drop = ctx.faults.take_answer_drop()
+        if then_drop is None:
+            ctx.hub.send_answer(conn, answer, ctx.faults.answer_delay)
+            return
+        ctx.records.count("answers_dropped")
+        if then_drop:
+            ctx.hub.drop(conn)
