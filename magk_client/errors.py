@@ -185,7 +185,11 @@ class ProtocolError(MagkConnectionError):
 
 
 class MessageTooLargeError(ProtocolError):
-    """A message was larger than ``max_message_size``."""
+    """A message was larger than ``max_message_size``, or (``server_refused``) the server closed
+    the WebSocket with 1009: one of our messages was too large for it."""
+
+    #: True when the server closed with 1009 (see :func:`classify_close_code`)
+    server_refused = False
 
 
 class TransportClosed(MagkConnectionError):
@@ -289,7 +293,9 @@ def classify_close_code(code: Optional[int], reason: str = "") -> MagkConnection
     if code in _AUTH_CLOSE:
         return AuthError(text, close_code=code)
     if code == 1009:
-        return MessageTooLargeError(text, close_code=code)
+        too_large = MessageTooLargeError(text, close_code=code)
+        too_large.server_refused = True
+        return too_large
     if code in _TERMINAL_PROTOCOL_CLOSE:
         return ProtocolError(text, close_code=code, terminal=True)
     if code in _SERVER_CLOSE:

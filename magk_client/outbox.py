@@ -14,7 +14,7 @@ bytes (UTF-8) exactly. Bounds and policy, all visible in health:
   keeping the order.
 * ``discards``: ``None``, or a list the texts of dropped and expired messages are
   appended to (the service sets one while someone waits for a queued message, so
-  it can tell them; see :mod:`magk_client.outbound`).
+  it can tell them; see :mod:`magk_client.acks`).
 
 Time is passed in (``now``, :func:`time.monotonic` seconds). Not thread-safe:
 the service calls it under its lock.

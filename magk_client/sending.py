@@ -1,7 +1,7 @@
 """The send path's decisions: acknowledgements, flow control and the rate limit.
 
 :class:`OutboundDesk` puts the pure parts together -- the window of
-unacknowledged messages (:mod:`magk_client.outbound`), the offline queue
+unacknowledged messages (:mod:`magk_client.acks`), the offline queue
 (:mod:`magk_client.outbox`) and the token bucket (:mod:`magk_client.rate_limit`)
 -- and tells the service what to write, what to queue and whom to tell. It makes
 no I/O and starts no thread; the service calls it under its lock, with the time
@@ -34,14 +34,24 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any, Deque, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
+from .acks import Completion, OutboundWindow, Outcome, ack_feature, is_acknowledged_type
 from .config import RealtimeConnectionConfig
 from .errors import DeliveryError, MessageRefusedError
 from .models import RealtimeMessage, SendResult
-from .outbound import Completion, OutboundWindow, Outcome, ack_feature, is_acknowledged_type
 from .outbox import OfflineQueue, QueuedItem
 from .rate_limit import TokenBucket
 
-__all__ = ["WAIT_FOR_ACK", "MessageFuture", "OutboundDesk", "Step", "identify", "message_identity", "resolve"]
+__all__ = [
+    "WAIT_FOR_ACK",
+    "MessageFuture",
+    "OutboundDesk",
+    "Settlement",
+    "Step",
+    "identify",
+    "message_identity",
+    "resolve",
+    "settle_now",
+]
 
 #: :attr:`Step.wait` when the window is full: until an acknowledgement makes room.
 WAIT_FOR_ACK = math.inf
@@ -110,6 +120,35 @@ def resolve(completion: Completion, futures: Iterable[Any]) -> None:
                 future.set_exception(error)
         except Exception:  # noqa: BLE001 - a future cancelled meanwhile: nothing to tell
             pass
+
+
+class Settlement:
+    """Outcomes for :class:`MessageFuture` s, run on the dispatcher thread (their done-callbacks are
+    user code); a dispatcher that discards what is left after ``disconnect()`` still runs these:
+    a future always ends."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: List[Tuple[Completion, List[Any]]]) -> None:
+        self.items = items
+
+    def run(self) -> None:
+        for completion, futures in self.items:
+            resolve(completion, futures)
+
+
+def settle_now(done: Iterable[Completion]) -> Optional[Settlement]:
+    """Complete the plain futures of ``done`` now (they have no callbacks: ``send_message(wait=True)``)
+    and return the :class:`MessageFuture` s' part, for the dispatcher (None when there is none)."""
+    later: List[Tuple[Completion, List[Any]]] = []
+    for completion in done:
+        plain = [w for w in completion.waiters if type(w) is not MessageFuture]
+        if plain:
+            resolve(completion, plain)
+        public = [w for w in completion.waiters if type(w) is MessageFuture]
+        if public:
+            later.append((completion, public))
+    return Settlement(later) if later else None
 
 
 class Step(NamedTuple):
@@ -213,6 +252,21 @@ class OutboundDesk:
 
     # -- writing --------------------------------------------------------------------------------
 
+    @property
+    def resends_pending(self) -> int:
+        """Messages to send again on the live connection before anything else."""
+        return len(self._resend)
+
+    def refuse(self, mid: str, reason: str, waiter: Any = None) -> List[Completion]:
+        """The server refused ``mid`` as its reply to the write (``POST /messages`` 400 or 413)."""
+        held = mid in self.window
+        done = self.window.refuse(mid, reason)
+        if not held:
+            self.window.refused += 1  # a message the window did not hold (a command): counted all the same
+        if waiter is not None:
+            done.append(Completion(mid, Outcome.REFUSED, (waiter,), reason))
+        return done
+
     def admit(self, text: str, acked: bool, now: float) -> bool:
         """May a message be written now, directly (else it is queued)? Takes a token when so."""
         if self._resend:
@@ -225,11 +279,14 @@ class OutboundDesk:
             return False
         return True
 
-    def record(self, mid: str, text: str, acked: bool, conn: int, now: float, waiter: Any = None) -> List[Completion]:
-        """Step 1: ``mid`` is about to be written on ``conn``."""
+    def record(
+        self, mid: str, text: str, acked: bool, conn: int, now: float, waiter: Any = None, *, http: bool = False
+    ) -> List[Completion]:
+        """Step 1: ``mid`` is about to be written on ``conn`` (``http``: by ``POST /messages``,
+        whose 2xx will confirm it)."""
         if not acked:
             return []
-        return self.window.record(mid, text, conn, now, waiter)
+        return self.window.record(mid, text, conn, now, waiter, by_reply=http)
 
     def written(self, mid: Optional[str], acked: bool, *, http: bool, waiter: Any = None) -> List[Completion]:
         """Step 3, success. Over HTTP the 2xx is the acknowledgement. A message the server does not
@@ -256,12 +313,14 @@ class OutboundDesk:
         reconnect, as before acknowledgements); returns how many queued messages that dropped."""
         if mid is not None:
             waiters = self.window.unrecord(mid)
-            if waiter is not None:
+            if waiter is not None and waiter not in waiters:
                 waiters.append(waiter)
             self.window.wait_queued(mid, waiters)
         return outbox.requeue_front([item if item is not None else text], now)
 
-    def next_step(self, conn: int, outbox: OfflineQueue, now: float) -> Tuple[Step, List[Completion]]:
+    def next_step(
+        self, conn: int, outbox: OfflineQueue, now: float, *, http: bool = False
+    ) -> Tuple[Step, List[Completion]]:
         """The flush's next move on ``conn``: resends first, then the offline queue, each when the
         window has room and the bucket a token. A write step is already recorded (step 1)."""
         window = self.window
@@ -274,7 +333,7 @@ class OutboundDesk:
             if wait:
                 return Step(wait=wait), []
             self._resend.popleft()
-            return Step(rtext, rid, True), window.record(rid, rtext, conn, now)
+            return Step(rtext, rid, True), window.record(rid, rtext, conn, now, by_reply=http)
         text = outbox.peek(now)
         if text is None:
             return Step(), []
@@ -288,7 +347,7 @@ class OutboundDesk:
         item = outbox.pop(now)
         assert item is not None and item.text is text
         if acked and mid is not None:
-            return Step(text, mid, True, item=item), window.record(mid, text, conn, now)
+            return Step(text, mid, True, item=item), window.record(mid, text, conn, now, by_reply=http)
         return Step(text, mid, False, item=item), []
 
     def _token(self, now: float) -> float:

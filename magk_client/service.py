@@ -46,6 +46,7 @@ from .config import ErrorRecoveryConfig, RealtimeConnectionConfig
 from .errors import ClientClosedError, ConfigError, MagkError, MagkTimeoutError, redact_url
 from .models import ConnectionHealth, ConnectionState, ConnectionType, MessageType, RealtimeMessage
 from .reclaim import StepGate
+from .sending import MessageFuture
 from .session.connecting import TransportFactory, make_transport
 from .session.dispatch import (
     Dispatch,
@@ -113,8 +114,9 @@ class RealtimeService:
         s = self._session = Session(cfg, recovery, self._number)
         gate = StepGate()  # shared by this service's threads (see reclaim)
         self._outbound = Outbound(s)
-        self._inbound = Inbound(s, gate)
+        self._inbound = Inbound(s, gate, self._outbound)
         self._dispatch = Dispatch(s, gate)
+        self._outbound.post_locked = self._dispatch.post_locked
         supervisor = Supervisor(s, self._inbound, self._outbound, type(self).transport_factory, gate)
         self._life = Lifecycle(s, supervisor, self._dispatch)
         weakref.finalize(self, release, s.handles)
@@ -199,6 +201,7 @@ class RealtimeService:
         :class:`ConnectCancelledError` at once. Safe from any thread. The state
         becomes ``disconnected``; :meth:`connect` may be called again.
         """
+        self._outbound.cancel_waiters("disconnect()")
         self._life.shutdown(timeout, ConnectionState.DISCONNECTED, None)
 
     def close(self) -> None:
@@ -206,6 +209,7 @@ class RealtimeService:
         Idempotent; like :meth:`disconnect` otherwise (default timeout)."""
         with self._session.lock:
             self._session.closed = True
+        self._outbound.cancel_waiters("close()")
         self._life.shutdown(5.0, ConnectionState.CLOSED, None, cause="close()")
 
     def reconnect(self, timeout: Optional[float] = None) -> None:
@@ -238,18 +242,42 @@ class RealtimeService:
 
     # ------------------------------------------------------------------ sending
 
-    def send_message(self, message: Union[RealtimeMessage, Mapping[str, Any]]) -> bool:
-        """Send a message now if connected (True); queue it while offline (False).
+    def send_message(
+        self,
+        message: Union[RealtimeMessage, Mapping[str, Any]],
+        wait: bool = False,
+        timeout: Optional[float] = None,
+    ) -> bool:
+        """Send a message now if connected (True); queue it while offline, or while the send
+        rate limit or the window of unacknowledged messages says so (False).
+
+        With ``wait=True``, block until the server has it: True once it acknowledged it, False
+        once it was written to a server that does not acknowledge (delivered at most once; also
+        for a command, whose answer is its acknowledgement). Raises :class:`DeliveryTimeout`
+        after ``timeout`` seconds (the message is still held and may yet be delivered),
+        :class:`MessageRefusedError` when the server refused it, and :class:`DeliveryError`
+        when it was dropped over the queue's bounds or :meth:`disconnect` came first. See the
+        README, "Outbound delivery".
 
         Raises :class:`NotConnectedError` when offline with the queue off,
         :class:`QueueFullError` for one message larger than ``max_queue_bytes``,
-        :class:`MessageTooLargeError` over ``max_message_size``, and a
+        :class:`MessageTooLargeError` over ``max_message_size``,
+        :class:`MessageRefusedError` when ``POST /messages`` answers 400 or 413, and a
         :class:`ConfigError`/``TypeError`` for a message that cannot be encoded.
         A message without ``id`` gets one (``msg_<epoch ms>_<9 base36 chars>``) and one
         without ``timestamp`` the current UTC time (ISO-8601, milliseconds, ``Z``);
-        the caller's values are kept. A queued message keeps the id it got here.
+        the caller's values are kept. A queued message keeps the id it got here, and so does
+        one sent again after a reconnect.
         """
-        return self._outbound.send(message)
+        return self._outbound.send(message, wait=wait, timeout=timeout)
+
+    def submit_message(self, message: Union[RealtimeMessage, Mapping[str, Any]]) -> MessageFuture:
+        """Send like :meth:`send_message` and return at once a ``concurrent.futures.Future`` of a
+        :class:`SendResult` (``message_id``, ``acknowledged``), which ends like ``wait=True``
+        (the same errors, set on the future). Its done-callbacks run on the dispatcher thread.
+        Errors of the message itself (too large, cannot be encoded, offline with the queue off)
+        are raised here."""
+        return self._outbound.submit(message)
 
     def clear_queue(self) -> int:
         """Drop every message waiting in the offline queue; return how many."""
@@ -352,7 +380,7 @@ class RealtimeService:
 
     def get_connection_health(self) -> ConnectionHealth:
         """An immutable snapshot of the connection's health."""
-        return health(self._session, self._outbound.outbox)
+        return health(self._session, self._outbound.outbox, self._outbound.desk)
 
     def update_config(self, **changes: Any) -> RealtimeConnectionConfig:
         """Change settings (validated as a whole; a bad value changes nothing).
@@ -369,8 +397,9 @@ class RealtimeService:
         with s.lock:
             cfg = s.config.replace(**changes)
             s.reconfigure_policies_locked(cfg)
-            self._outbound.resize_locked(cfg, time.monotonic())
+            done = self._outbound.resize_locked(cfg, time.monotonic())
             s.wake.set()  # the supervisor recomputes its deadlines
+        self._outbound.settle(done)
         s.apply_logging(cfg)  # takes the logging module's lock: not under ours
         return cfg
 

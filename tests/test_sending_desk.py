@@ -8,10 +8,10 @@ from typing import Any, Dict, List
 
 import pytest
 
+from magk_client.acks import Completion, Outcome
 from magk_client.config import RealtimeConnectionConfig
 from magk_client.errors import DeliveryError, MessageRefusedError
 from magk_client.models import RealtimeMessage, SendResult
-from magk_client.outbound import Completion, Outcome
 from magk_client.outbox import OfflineQueue
 from magk_client.sending import WAIT_FOR_ACK, OutboundDesk, identify, message_identity, resolve
 

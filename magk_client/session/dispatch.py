@@ -19,6 +19,7 @@ from ..errors import CallbackError, ConfigError, MagkError, ResumeGapError
 from ..models import ConnectionState, MessageType, RealtimeMessage
 from ..reclaim import StepGate
 from ..router import Subscription
+from ..sending import Settlement
 from .state import STOP, Notice, Session
 
 if TYPE_CHECKING:
@@ -80,6 +81,14 @@ class Dispatch:
         )
         self.thread.start()
 
+    def post_locked(self, item: Settlement) -> bool:
+        """Queue ``item`` for the dispatcher (any thread, lock held); False when none runs."""
+        thread = self.thread
+        if thread is None or not thread.is_alive():
+            return False
+        self._s.dispatch_q.put(item)
+        return True
+
     def add_listener(self, kind: str, listener: Callable[..., Any]) -> Remover:
         """Add to ``<kind>_listeners`` (any thread); returns the function that removes it."""
         if not callable(listener):
@@ -101,6 +110,9 @@ class Dispatch:
         """Deliver one batch or notice (dispatcher thread, no lock held), until ``control.discard``."""
         if type(item) is Notice:
             self._deliver_notice(item)
+            return
+        if type(item) is Settlement:  # outcomes of submit_message futures: their callbacks run here
+            item.run()
             return
         stats = self._s.stats
         match = self._s.router.match
@@ -139,6 +151,8 @@ class Dispatch:
         while True:
             if type(item) is list:
                 self._discard_batch(item)
+            elif type(item) is Settlement:  # a future always ends
+                item.run()
             try:
                 item = q.get_nowait()
             except queue.Empty:

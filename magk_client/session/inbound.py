@@ -18,6 +18,7 @@ from ..models import ConnectionType, MessageType, RealtimeMessage
 from ..reclaim import StepGate
 from ..transports.base import Inbound as InboundItem
 from ..transports.ws_frames import UndecodableMessage
+from .outbound import Outbound
 from .state import CONTROL, Connection, Notice, Session
 
 __all__ = ["Inbound", "reader_main"]
@@ -41,9 +42,10 @@ def _invalid(item: InboundItem, exc: codec.InvalidMessage) -> codec.InvalidMessa
 class Inbound:
     """Decoding and hand-off for every connection of one service (reader threads)."""
 
-    def __init__(self, session: Session, gate: StepGate) -> None:
+    def __init__(self, session: Session, gate: StepGate, outbound: Outbound) -> None:
         self._s = session
         self._gate = gate
+        self._outbound = outbound
 
     def start_reader(self, conn: Connection) -> None:
         """Start ``conn``'s reader thread (supervisor thread). It holds this room only weakly."""
@@ -79,6 +81,8 @@ class Inbound:
         ack, refusal = MessageType.SUBSCRIPTION_ACK, MessageType.SUBSCRIPTION_ERROR
         out: List[Any] = []
         append = out.append
+        outbound = self._outbound
+        undecided = outbound.undecided == conn.number  # has the server said whether it acknowledges?
         for item in items:
             try:
                 if isinstance(item, str):
@@ -102,6 +106,9 @@ class Inbound:
                 s.report(_invalid(item, exc), escalate=False)
                 continue
             mtype = message.type
+            if undecided:  # its first messages tell (docs/protocol.rst, Acknowledgements)
+                outbound.on_inbound(conn, message)
+                undecided = outbound.undecided == conn.number
             if mtype in control:
                 self._on_control(conn, message)
                 if not s.router.match(message):  # only a subscription naming the type gets it
@@ -113,6 +120,8 @@ class Inbound:
                 position = message.data.get("lastEventId")
                 if isinstance(position, str) and position and delivery.last_event_id is None:
                     delivery.set_last_event_id(position)
+            elif mtype is refusal and message.data.get("code") == "bad_message":
+                outbound.on_refusal(message.data)  # final for the id it names (still delivered)
             elif mtype is refusal and message.data.get("code") == "resume_gap":
                 stats.resume_gaps += 1
                 last = message.data.get("lastEventId")
@@ -189,11 +198,14 @@ class Inbound:
             caught_up.wait(_HANDOFF_WAIT)
 
     def _on_control(self, conn: Connection, message: RealtimeMessage) -> None:
-        """A ping, pong or heartbeat (reader thread): record a pong, answer a server ping."""
+        """A ping, pong, heartbeat or ack (reader thread): record a pong or an ack, answer a server ping."""
         s = self._s
         data = message.data
         if s.trace:
             s.logger.debug("<- %s id=%s (control)", message.type, message.id)
+        if message.type is MessageType.ACK:
+            self._outbound.on_ack(conn, data)
+            return
         if message.type is MessageType.PONG:
             ping_id = data.get("pingId")
             if isinstance(ping_id, str):

@@ -31,7 +31,8 @@ __all__ = ["CONTROL", "STOP", "Connection", "Handles", "Notice", "Session", "ser
 #: the logger every service's own logger (``magk_client.service.<n>``) hangs under
 service_logger = logging.getLogger("magk_client.service")
 
-CONTROL = frozenset({MessageType.PING, MessageType.PONG, MessageType.HEARTBEAT})
+#: the client's own business (handled by the reader; only subscriptions naming the type get them)
+CONTROL = frozenset({MessageType.PING, MessageType.PONG, MessageType.HEARTBEAT, MessageType.ACK})
 #: RealtimeConnectionConfig.log_level -> the level of the service's logger
 _LOG_LEVELS = {
     "debug": logging.DEBUG,
@@ -114,7 +115,7 @@ class Session:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.dispatch_q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.router = SubscriptionRouter(private_types=CONTROL | {MessageType.ACK})
+        self.router = SubscriptionRouter(private_types=CONTROL)
         self.transformers = codec.TransformerRegistry()
         self.rng = random.Random()
         self.state = ConnectionState.DISCONNECTED

@@ -15,6 +15,7 @@ from ..models import ConnectionHealth, ConnectionState
 
 if TYPE_CHECKING:
     from ..outbox import OfflineQueue
+    from ..sending import OutboundDesk
     from .state import Session
 
 __all__ = ["Stats", "health"]
@@ -45,11 +46,12 @@ class Stats:
         self.caught_up = threading.Event()
 
 
-def health(session: Session, outbox: OfflineQueue) -> ConnectionHealth:
+def health(session: Session, outbox: OfflineQueue, desk: OutboundDesk) -> ConnectionHealth:
     """An immutable snapshot of ``session``'s health (any thread; takes the lock)."""
     now = time.monotonic()
     s = session
     st = s.stats
+    window = desk.window
     with s.lock:
         hb = s.heartbeat
         conn = s.conn
@@ -86,4 +88,11 @@ def health(session: Session, outbox: OfflineQueue) -> ConnectionHealth:
             discarded_on_close=st.discarded_on_close,
             last_event_id=s.delivery.last_event_id,
             errors=list(st.errors[-10:]),
+            outbound_at_most_once=window.at_most_once,
+            messages_acknowledged=window.acknowledged,
+            messages_resent=window.resent,
+            messages_unacknowledged=len(window),
+            messages_unconfirmed=window.unconfirmed + window.dropped + window.expired,
+            messages_refused=window.refused,
+            rate_limit_waits=desk.rate_limit_waits,
         )

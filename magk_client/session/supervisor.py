@@ -86,6 +86,7 @@ class Supervisor:
         if opening is not None:
             opening.close()
         self.teardown(conn)
+        self._outbound.lost(conn, None)
         with s.lock:
             if s.stop is stop:
                 if s.conn is conn:
@@ -175,9 +176,11 @@ class Supervisor:
             s.heartbeat.start(now)
             if ctype is not s.config.preferred_type:
                 s.preferred_retry.schedule(now, s.config.preferred_retry_interval_ms / 1000.0)
+            done = self._outbound.opened_locked(conn, now)
             # Nothing waiting offline: sends go out directly from the moment connect() returns.
             s.direct_send = self._outbound.pending_locked() == 0
             s.set_state_locked(ConnectionState.CONNECTED, None)
+        self._outbound.settle(done)
         self._inbound.start_reader(conn)
         s.logger.debug("connected over %s (connection %d)", ctype.value, conn.number)
         self._outbound.flush(conn)
@@ -197,6 +200,8 @@ class Supervisor:
             error = NetworkError("reconnect requested")
         if error is not None:
             return self._on_dropped(conn, error, stop)
+        # the queue waits for tokens of the rate limit, or for acks to make room
+        flush_wait = None if s.direct_send else self._outbound.flush(conn)
         ping: Optional[str] = None
         with s.lock:
             hb = s.heartbeat
@@ -216,11 +221,17 @@ class Supervisor:
                     )
                     return 0.0
             deadline = hb.next_deadline(now) if cfg.enable_heartbeat else now + 3600.0
+            if flush_wait is not None:
+                deadline = min(deadline, now + flush_wait)
+            feature_at, done = self._outbound.watch_locked(conn, now)
+            if feature_at is not None:
+                deadline = min(deadline, feature_at)
             switch_back = False
             if conn.ctype is not cfg.preferred_type and cfg.fallback_to_secondary:
                 switch_back, at = s.preferred_retry.check(now, cfg.preferred_retry_interval_ms / 1000.0)
                 if at is not None:
                     deadline = min(deadline, at)
+        self._outbound.settle(done)
         if ping is not None:
             try:
                 conn.transport.send(codec.encode({"type": "ping", "data": {"pingId": ping}}))
@@ -264,6 +275,7 @@ class Supervisor:
         # Close the secondary and let its reader finish handing over what it read;
         # the probe replays from the last accepted id and duplicates are dropped.
         self.teardown(conn)
+        self._outbound.lost(conn, None)
         now = time.monotonic()
         with s.lock:
             s.conn = None
@@ -274,7 +286,9 @@ class Supervisor:
             s.conn = new
             s.heartbeat.start(now)
             s.tracker.on_connected(now)
+            done = self._outbound.opened_locked(new, now)
             s.set_state_locked(ConnectionState.CONNECTED, None, force=True)  # a switch is an event
+        self._outbound.settle(done)
         self._inbound.start_reader(new)
         self._outbound.flush(new)
         return 0.0
@@ -284,6 +298,7 @@ class Supervisor:
     def _on_dropped(self, conn: Connection, error: MagkConnectionError, stop: threading.Event) -> Optional[float]:
         s = self._s
         self.teardown(conn)
+        self._outbound.lost(conn, error)
         # The reader's own report of this failure woke us; it must not cut the backoff short.
         # (A stop or a reconnect() request is still seen: stop is an Event, retry_now a flag.)
         s.wake.clear()

@@ -276,12 +276,17 @@ class OutboundWindow:
             return False
         return self.max_bytes is None or self._bytes + nbytes <= self.max_bytes
 
-    def record(self, mid: str, text: str, conn: int, now: float, waiter: Any = None) -> List[Completion]:
+    def record(
+        self, mid: str, text: str, conn: int, now: float, waiter: Any = None, *, by_reply: bool = False
+    ) -> List[Completion]:
         """``mid`` is written on ``conn`` now (call it just before the write, so an ack cannot come
-        first). A known id is the same message written again (a resend: counted ``resent``)."""
+        first). A known id is the same message written again (a resend: counted ``resent``).
+        ``by_reply``: the write's own reply confirms it (the 2xx of ``POST /messages``), so it is
+        kept for :meth:`ack` (or :meth:`unrecord`) whether or not the connection acknowledges."""
         waiters = self._queued.pop(mid, None) if self._queued else None
         if waiter is not None:
             waiters = [*(waiters or ()), waiter]
+        unacked = conn == self._conn and self._support is False and not by_reply
         entry = self._entries.get(mid)
         if entry is not None:
             if entry.conn is None:
@@ -290,10 +295,8 @@ class OutboundWindow:
             entry.conn = conn
             if waiters:
                 entry.waiters = [*(entry.waiters or ()), *waiters]
-            if conn == self._conn and self._support is False:
-                return self._release(mid)
-            return []
-        if conn == self._conn and self._support is False:
+            return self._release(mid) if unacked else []
+        if unacked:
             self._tail.append(now)
             return [Completion(mid, Outcome.WRITTEN, tuple(waiters))] if waiters else []
         done = self.expire(now) if self._entries else []

@@ -1,4 +1,4 @@
-"""Pure tests of magk_client.outbound (the window of unacknowledged messages), clock passed in."""
+"""Pure tests of magk_client.acks (the window of unacknowledged messages), clock passed in."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from magk_client.acks import Completion, OutboundWindow, Outcome, ack_feature, is_acknowledged_type
 from magk_client.errors import ConfigError
-from magk_client.outbound import Completion, OutboundWindow, Outcome, ack_feature, is_acknowledged_type
 
 
 def _window(max_size: int = 100, retention: float = 60.0, max_bytes: int | None = None) -> OutboundWindow:
