@@ -726,18 +726,17 @@ def test_row16_binary_message_not_utf8_is_reported_as_such(raw_servers: Any) -> 
     "not valid JSON" about the transport's placeholder text; still an InvalidMessage, counted,
     and the connection stays up."""
     raw = raw_servers(
-        lambda k, sock: raw.send_then_read_close(
-            sock,
-            frame(OP_BINARY, b"\xfe" * 125)
-            + frame(OP_BINARY, b"\xfe" * 10, fin=False)
-            + frame(OP_CONT, b"\xfe" * 10)
-            + frame(OP_TEXT, b"{not json")  # text that is not JSON still says so
-            + frame(OP_TEXT, envelope(1)),
+        send_then_read_close(
+            lambda conn: ws_frame(OP_BINARY, b"\xfe" * 125)
+            + ws_frame(OP_BINARY, b"\xfe" * 10, fin=False)
+            + ws_frame(OP_CONT, b"\xfe" * 10)
+            + ws_frame(OP_TEXT, b"{not json")  # text that is not JSON still says so
+            + ws_frame(OP_TEXT, envelope(1))
         )
     )
     errors: Recorder[Any] = Recorder()
     got: Recorder[RealtimeMessage] = Recorder()
-    service = make_service(raw.url())
+    service = make_service(raw.ws_url())
     service.on_error(errors)
     service.subscribe("node_log", got)
     with service:
