@@ -1204,7 +1204,7 @@ def test_row35_refused_handshake_echoing_the_token_leaks_it_nowhere(
         websocket.enableTrace(False)
     out, err = capfd.readouterr()
     chain = exception_chain(info.value)
-    texts = [caplog.text, out, err, *health.errors, "".join(traceback.format_exception(info.value))]
+    texts = [caplog.text, out, err, *health.errors, "".join(traceback.format_exception(type(info.value), info.value, info.value.__traceback__))]
     texts += [f"{e!s} {e!r} {e.args!r} {vars(e)!r}" for e in chain]
     everything = "\n".join(texts)
     assert "x-echo" in everything.lower()  # the trace of the answer ran
