@@ -39,7 +39,7 @@ from .adapter_setup import (
 )
 from .backend_health import HEALTH_PATH, HealthPoller, HealthResult, parse_health
 from .command_methods import CommandFuture, WorkflowCommandMethods
-from .commands import CommandStats
+from .commands import NODE_COMMANDS, CommandStats
 from .config import ErrorRecoveryConfig, RealtimeAdapterConfig, RealtimeConnectionConfig
 from .errors import ClientClosedError, CommandError, CommandTimeout, ConfigError, MagkError, NotConnectedError
 from .events import NODE_EVENT_TYPES, WORKFLOW_EVENT_TYPES, NodeEvent, WorkflowEvent, to_node_event, to_workflow_event
@@ -51,7 +51,6 @@ __all__ = ["AdapterStatus", "RealtimeAdapter"]
 
 logger = logging.getLogger("magk_client.adapter")
 _numbers = itertools.count(1)
-_NODE_COMMANDS = frozenset({"restart_node", "skip_node"})
 #: extra seconds a blocking call waits past a command's deadline for the driver to report it
 _GRACE = 5.0
 
@@ -321,7 +320,7 @@ class RealtimeAdapter(WorkflowCommandMethods):
             raise CommandError("the command pipeline is off (enable_command_pipeline=False)")
         _check_id("command", command)
         _check_id("workflow_id", workflow_id)
-        if node_id is not None or command in _NODE_COMMANDS:
+        if node_id is not None or command in NODE_COMMANDS:
             _check_id("node_id", node_id)
         if data is not None and not isinstance(data, Mapping):
             raise ConfigError("data must be a mapping")
