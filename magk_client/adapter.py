@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
 
 from .adapter_setup import (
     ResponseTransformers,
@@ -51,7 +51,15 @@ from .errors import (
     check_non_empty,
 )
 from .events import NODE_EVENT_TYPES, WORKFLOW_EVENT_TYPES, NodeEvent, WorkflowEvent, to_node_event, to_workflow_event
-from .models import BackendHealth, CommandResponse, ConnectionHealth, ConnectionState, ConnectionType, RealtimeMessage
+from .models import (
+    BackendHealth,
+    CommandResponse,
+    ConnectionHealth,
+    ConnectionState,
+    ConnectionType,
+    MessageType,
+    RealtimeMessage,
+)
 from .pipeline import CommandPipeline
 from .service import RealtimeService
 
@@ -59,6 +67,7 @@ __all__ = ["AdapterStatus", "RealtimeAdapter"]
 
 logger = logging.getLogger("magk_client.adapter")
 _numbers = itertools.count(1)
+_Event = TypeVar("_Event", WorkflowEvent, NodeEvent)
 #: extra seconds a blocking call waits past a command's deadline for the driver to report it
 _GRACE = 5.0
 
@@ -248,18 +257,10 @@ class RealtimeAdapter(WorkflowCommandMethods):
         """Call ``callback(WorkflowEvent)`` for each event of ``workflow_id`` (dispatcher thread).
         Returns an id for :meth:`unsubscribe`."""
         check_non_empty("workflow_id", workflow_id)
-        if not callable(callback):
-            raise ConfigError("subscribe_to_workflow() needs a callable callback")
-
-        def deliver(message: RealtimeMessage) -> None:
-            event = to_workflow_event(message)
-            if event is not None:
-                callback(event)
-
-        sub_id = self._service.subscribe(WORKFLOW_EVENT_TYPES, deliver, workflow_id=workflow_id)
-        with self._lock:
-            self._subscriptions[sub_id] = f"workflow:{workflow_id}"
-        return sub_id
+        return self._subscribe_events(
+            "subscribe_to_workflow", WORKFLOW_EVENT_TYPES, to_workflow_event, callback,
+            f"workflow:{workflow_id}", workflow_id,
+        )
 
     def subscribe_to_node(
         self, node_id: str, workflow_id: Optional[str], callback: Callable[[NodeEvent], Any]
@@ -269,17 +270,34 @@ class RealtimeAdapter(WorkflowCommandMethods):
         check_non_empty("node_id", node_id)
         if workflow_id is not None:
             check_non_empty("workflow_id", workflow_id)
+        return self._subscribe_events(
+            "subscribe_to_node", NODE_EVENT_TYPES, to_node_event, callback,
+            f"node:{workflow_id or '*'}/{node_id}", workflow_id, node_id,
+        )
+
+    def _subscribe_events(
+        self,
+        method: str,
+        event_types: Tuple[MessageType, ...],
+        convert: Callable[[RealtimeMessage], Optional[_Event]],
+        callback: Callable[[_Event], Any],
+        label: str,
+        workflow_id: Optional[str],
+        node_id: Optional[str] = None,
+    ) -> str:
+        """Subscribe ``callback`` to the messages of ``event_types`` that ``convert`` turns into events;
+        ``label`` names the subscription in :meth:`get_status`."""
         if not callable(callback):
-            raise ConfigError("subscribe_to_node() needs a callable callback")
+            raise ConfigError(f"{method}() needs a callable callback")
 
         def deliver(message: RealtimeMessage) -> None:
-            event = to_node_event(message)
+            event = convert(message)
             if event is not None:
                 callback(event)
 
-        sub_id = self._service.subscribe(NODE_EVENT_TYPES, deliver, workflow_id=workflow_id, node_id=node_id)
+        sub_id = self._service.subscribe(event_types, deliver, workflow_id=workflow_id, node_id=node_id)
         with self._lock:
-            self._subscriptions[sub_id] = f"node:{workflow_id or '*'}/{node_id}"
+            self._subscriptions[sub_id] = label
         return sub_id
 
     def unsubscribe(self, subscription_id: str) -> bool:
