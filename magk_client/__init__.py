@@ -6,6 +6,7 @@ thread-safe queue hands events to your callbacks. See README.rst.
 
 from typing import TYPE_CHECKING, Any
 
+from . import payloads as _payloads
 from .commands import CommandStats
 from .config import (
     ErrorRecoveryConfig,
@@ -50,25 +51,7 @@ from .models import (
     WorkflowCommand,
 )
 from .node_state import ConnectionSnapshot, NodeExecutionState, NodeStatus
-from .payloads import (
-    DataSchema,
-    DataStatistics,
-    ErrorCode,
-    LogLevel,
-    NodeError,
-    NodeLog,
-    NodeLogs,
-    NodeMetadata,
-    NodePayload,
-    NodeProgress,
-    NodeResult,
-    PayloadError,
-    PerformanceMetrics,
-    ProgressStage,
-    SchemaField,
-    SchemaFieldType,
-    parse_payload,
-)
+from .payloads import *  # noqa: F403  (the typed node payloads: payloads.__all__)
 from .store import ApplyResult, NodeExecutionStore, StoreConfig, StoreStats
 
 if TYPE_CHECKING:
@@ -144,12 +127,8 @@ __all__ = [
     "ConnectionSnapshot",
     "ConnectionState",
     "ConnectionType",
-    "DataSchema",
-    "DataStatistics",
     "ErrorCategory",
-    "ErrorCode",
     "ErrorRecoveryConfig",
-    "LogLevel",
     "MagkConnectionError",
     "MagkError",
     "MagkTimeoutError",
@@ -157,21 +136,11 @@ __all__ = [
     "MessageTooLargeError",
     "MessageType",
     "NetworkError",
-    "NodeError",
-    "NodeLog",
-    "NodeLogs",
-    "NodeMetadata",
-    "NodePayload",
-    "NodeProgress",
-    "NodeResult",
     "NodeEvent",
     "NodeExecutionState",
     "NodeExecutionStore",
     "NodeStatus",
     "NotConnectedError",
-    "PayloadError",
-    "PerformanceMetrics",
-    "ProgressStage",
     "ProtocolError",
     "QueueFullError",
     "RealtimeAdapter",
@@ -181,14 +150,11 @@ __all__ = [
     "RealtimeService",
     "RecoveryStrategy",
     "ResumeGapError",
-    "SchemaField",
-    "SchemaFieldType",
     "ServerError",
     "StoreConfig",
     "StoreStats",
     "TransportClosed",
     "WorkflowCommand",
-    "parse_payload",
     "WorkflowController",
     "WorkflowEvent",
     "__version__",
@@ -207,3 +173,4 @@ __all__ = [
     "create_global_realtime_service",
     "get_global_realtime_service",
 ]
+__all__ += _payloads.__all__
