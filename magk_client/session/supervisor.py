@@ -20,7 +20,6 @@ import time
 import weakref
 from typing import Optional, Union
 
-from .. import codec
 from ..errors import (
     CircuitOpenError,
     ConfigError,
@@ -221,15 +220,8 @@ class Supervisor:
                 switch_back, at = s.preferred_retry.check(now, cfg.preferred_retry_interval_ms / 1000.0)
                 if at is not None:
                     deadline = min(deadline, at)
-        if ping is not None:
-            try:
-                conn.transport.send(codec.encode({"type": "ping", "data": {"pingId": ping}}))
-                if s.trace:
-                    s.logger.debug("-> ping %s", ping)
-            except MagkConnectionError as err:
-                with s.lock:
-                    s.fail_connection_locked(conn, err)
-                return 0.0
+        if ping is not None and not s.send_ping_frame(conn, "ping", ping):
+            return 0.0
         if switch_back:
             return self._try_switch_back(conn)
         return max(0.0, deadline - time.monotonic())
