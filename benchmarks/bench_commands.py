@@ -46,32 +46,27 @@ def _payload() -> Dict[str, object]:
     return {"command": "update_config", "workflowId": "wf-1", "data": {"k": 1}, "requestId": f"req-{uuid.uuid4().hex}"}
 
 
-def raw_post(base: str, n: int) -> List[float]:
+def _time_posts(post: Callable[..., requests.Response], base: str, n: int) -> List[float]:
     url = base + "/commands"
     samples: List[float] = []
     clock = time.perf_counter
     for _ in range(n):
         t0 = clock()
-        resp = requests.post(url, json=_payload(), timeout=10)
+        resp = post(url, json=_payload(), timeout=10)
         resp.json()
         samples.append(clock() - t0)
         assert resp.status_code == 200
     return samples
 
 
+def raw_post(base: str, n: int) -> List[float]:
+    return _time_posts(requests.post, base, n)
+
+
 def raw_session(base: str, n: int) -> List[float]:
-    url = base + "/commands"
-    samples: List[float] = []
-    clock = time.perf_counter
     with requests.Session() as session:
         session.trust_env = False
-        for _ in range(n):
-            t0 = clock()
-            resp = session.post(url, json=_payload(), timeout=10)
-            resp.json()
-            samples.append(clock() - t0)
-            assert resp.status_code == 200
-    return samples
+        return _time_posts(session.post, base, n)
 
 
 def _adapter_loop(transport: str) -> Loop:

@@ -6,6 +6,7 @@ thread-safe queue hands events to your callbacks. See README.rst.
 
 from typing import TYPE_CHECKING, Any
 
+from . import payloads as _payloads
 from .commands import CommandStats
 from .config import (
     ErrorRecoveryConfig,
@@ -54,25 +55,7 @@ from .models import (
     WorkflowCommand,
 )
 from .node_state import ConnectionSnapshot, NodeExecutionState, NodeStatus
-from .payloads import (
-    DataSchema,
-    DataStatistics,
-    ErrorCode,
-    LogLevel,
-    NodeError,
-    NodeLog,
-    NodeLogs,
-    NodeMetadata,
-    NodePayload,
-    NodeProgress,
-    NodeResult,
-    PayloadError,
-    PerformanceMetrics,
-    ProgressStage,
-    SchemaField,
-    SchemaFieldType,
-    parse_payload,
-)
+from .payloads import *  # noqa: F403  (the typed node payloads: payloads.__all__)
 from .store import ApplyResult, NodeExecutionStore, StoreConfig, StoreStats
 
 if TYPE_CHECKING:
@@ -148,14 +131,10 @@ __all__ = [
     "ConnectionSnapshot",
     "ConnectionState",
     "ConnectionType",
-    "DataSchema",
-    "DataStatistics",
     "DeliveryError",
     "DeliveryTimeout",
     "ErrorCategory",
-    "ErrorCode",
     "ErrorRecoveryConfig",
-    "LogLevel",
     "MagkConnectionError",
     "MagkError",
     "MagkTimeoutError",
@@ -164,21 +143,11 @@ __all__ = [
     "MessageTooLargeError",
     "MessageType",
     "NetworkError",
-    "NodeError",
-    "NodeLog",
-    "NodeLogs",
-    "NodeMetadata",
-    "NodePayload",
-    "NodeProgress",
-    "NodeResult",
     "NodeEvent",
     "NodeExecutionState",
     "NodeExecutionStore",
     "NodeStatus",
     "NotConnectedError",
-    "PayloadError",
-    "PerformanceMetrics",
-    "ProgressStage",
     "ProtocolError",
     "QueueFullError",
     "RealtimeAdapter",
@@ -189,14 +158,11 @@ __all__ = [
     "RecoveryStrategy",
     "ResumeGapError",
     "SendResult",
-    "SchemaField",
-    "SchemaFieldType",
     "ServerError",
     "StoreConfig",
     "StoreStats",
     "TransportClosed",
     "WorkflowCommand",
-    "parse_payload",
     "WorkflowController",
     "WorkflowEvent",
     "__version__",
@@ -215,3 +181,4 @@ __all__ = [
     "create_global_realtime_service",
     "get_global_realtime_service",
 ]
+__all__ += _payloads.__all__

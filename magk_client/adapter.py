@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar, Union
 
 from .adapter_setup import (
     ResponseTransformers,
@@ -41,9 +41,25 @@ from .backend_health import HEALTH_PATH, HealthPoller, HealthResult, parse_healt
 from .command_methods import CommandFuture, WorkflowCommandMethods
 from .commands import CommandStats
 from .config import ErrorRecoveryConfig, RealtimeAdapterConfig, RealtimeConnectionConfig
-from .errors import ClientClosedError, CommandError, CommandTimeout, ConfigError, MagkError, NotConnectedError
+from .errors import (
+    ClientClosedError,
+    CommandError,
+    CommandTimeout,
+    ConfigError,
+    MagkError,
+    NotConnectedError,
+    check_non_empty,
+)
 from .events import NODE_EVENT_TYPES, WORKFLOW_EVENT_TYPES, NodeEvent, WorkflowEvent, to_node_event, to_workflow_event
-from .models import BackendHealth, CommandResponse, ConnectionHealth, ConnectionState, ConnectionType, RealtimeMessage
+from .models import (
+    BackendHealth,
+    CommandResponse,
+    ConnectionHealth,
+    ConnectionState,
+    ConnectionType,
+    MessageType,
+    RealtimeMessage,
+)
 from .pipeline import CommandPipeline
 from .service import RealtimeService
 
@@ -51,7 +67,7 @@ __all__ = ["AdapterStatus", "RealtimeAdapter"]
 
 logger = logging.getLogger("magk_client.adapter")
 _numbers = itertools.count(1)
-_NODE_COMMANDS = frozenset({"restart_node", "skip_node"})
+_Event = TypeVar("_Event", WorkflowEvent, NodeEvent)
 #: extra seconds a blocking call waits past a command's deadline for the driver to report it
 _GRACE = 5.0
 
@@ -240,39 +256,48 @@ class RealtimeAdapter(WorkflowCommandMethods):
     def subscribe_to_workflow(self, workflow_id: str, callback: Callable[[WorkflowEvent], Any]) -> str:
         """Call ``callback(WorkflowEvent)`` for each event of ``workflow_id`` (dispatcher thread).
         Returns an id for :meth:`unsubscribe`."""
-        _check_id("workflow_id", workflow_id)
-        if not callable(callback):
-            raise ConfigError("subscribe_to_workflow() needs a callable callback")
-
-        def deliver(message: RealtimeMessage) -> None:
-            event = to_workflow_event(message)
-            if event is not None:
-                callback(event)
-
-        sub_id = self._service.subscribe(WORKFLOW_EVENT_TYPES, deliver, workflow_id=workflow_id)
-        with self._lock:
-            self._subscriptions[sub_id] = f"workflow:{workflow_id}"
-        return sub_id
+        check_non_empty("workflow_id", workflow_id)
+        return self._subscribe_events(
+            "subscribe_to_workflow", WORKFLOW_EVENT_TYPES, to_workflow_event, callback,
+            f"workflow:{workflow_id}", workflow_id,
+        )
 
     def subscribe_to_node(
         self, node_id: str, workflow_id: Optional[str], callback: Callable[[NodeEvent], Any]
     ) -> str:
         """Call ``callback(NodeEvent)`` for each update of ``node_id`` (in ``workflow_id``, or in any
         workflow when None) on the dispatcher thread. Returns an id for :meth:`unsubscribe`."""
-        _check_id("node_id", node_id)
+        check_non_empty("node_id", node_id)
         if workflow_id is not None:
-            _check_id("workflow_id", workflow_id)
+            check_non_empty("workflow_id", workflow_id)
+        return self._subscribe_events(
+            "subscribe_to_node", NODE_EVENT_TYPES, to_node_event, callback,
+            f"node:{workflow_id or '*'}/{node_id}", workflow_id, node_id,
+        )
+
+    def _subscribe_events(
+        self,
+        method: str,
+        event_types: Tuple[MessageType, ...],
+        convert: Callable[[RealtimeMessage], Optional[_Event]],
+        callback: Callable[[_Event], Any],
+        label: str,
+        workflow_id: Optional[str],
+        node_id: Optional[str] = None,
+    ) -> str:
+        """Subscribe ``callback`` to the messages of ``event_types`` that ``convert`` turns into events;
+        ``label`` names the subscription in :meth:`get_status`."""
         if not callable(callback):
-            raise ConfigError("subscribe_to_node() needs a callable callback")
+            raise ConfigError(f"{method}() needs a callable callback")
 
         def deliver(message: RealtimeMessage) -> None:
-            event = to_node_event(message)
+            event = convert(message)
             if event is not None:
                 callback(event)
 
-        sub_id = self._service.subscribe(NODE_EVENT_TYPES, deliver, workflow_id=workflow_id, node_id=node_id)
+        sub_id = self._service.subscribe(event_types, deliver, workflow_id=workflow_id, node_id=node_id)
         with self._lock:
-            self._subscriptions[sub_id] = f"node:{workflow_id or '*'}/{node_id}"
+            self._subscriptions[sub_id] = label
         return sub_id
 
     def unsubscribe(self, subscription_id: str) -> bool:
@@ -306,53 +331,29 @@ class RealtimeAdapter(WorkflowCommandMethods):
 
     # ------------------------------------------------------------------ commands
 
-    def submit_workflow_command(
-        self,
-        command: str,
-        workflow_id: str,
-        node_id: Optional[str] = None,
-        data: Optional[Mapping[str, Any]] = None,
-        timeout: Optional[float] = None,
+    # send_workflow_command(), submit_workflow_command(), start_workflow() ... update_config() and
+    # their submit_ forms: see command_methods.py; these are its hooks.
+
+    def _submit_checked(
+        self, command: str, workflow_id: str, node_id: Optional[str],
+        data: Optional[Dict[str, Any]], timeout: Optional[float],
     ) -> CommandFuture:
-        """Send a command without waiting; the Future completes with its :class:`CommandResponse`,
-        or fails with :class:`CommandError` / :class:`CommandTimeout` (``timeout`` seconds, default
-        ``command_timeout_ms``). Raises :class:`NotConnectedError` before :meth:`connect`."""
         if not self._config.enable_command_pipeline:
             raise CommandError("the command pipeline is off (enable_command_pipeline=False)")
-        _check_id("command", command)
-        _check_id("workflow_id", workflow_id)
-        if node_id is not None or command in _NODE_COMMANDS:
-            _check_id("node_id", node_id)
-        if data is not None and not isinstance(data, Mapping):
-            raise ConfigError("data must be a mapping")
-        if timeout is not None and not timeout > 0:
-            raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
         state = self._service.state
         if state in (ConnectionState.ERROR, ConnectionState.CLOSED):
             raise NotConnectedError(f"the connection is {state.value}: call connect() again")
-        return self._pipeline.submit(command, workflow_id, node_id, dict(data) if data is not None else None, timeout)
+        return self._pipeline.submit(command, workflow_id, node_id, data, timeout)
 
-    def send_workflow_command(
-        self,
-        command: str,
-        workflow_id: str,
-        node_id: Optional[str] = None,
-        data: Optional[Mapping[str, Any]] = None,
-        timeout: Optional[float] = None,
-    ) -> CommandResponse:
-        """Send a command and wait for its answer (see :meth:`submit_workflow_command`)."""
-        self._refuse_blocking(command)
-        fut = self.submit_workflow_command(command, workflow_id, node_id, data, timeout)
+    def _await_answer(self, command: str, future: CommandFuture, timeout: Optional[float]) -> CommandResponse:
         seconds = self._config.command_timeout_ms / 1000.0 if timeout is None else timeout
         try:
-            return fut.result(seconds + _GRACE)
+            return future.result(seconds + _GRACE)
         except CommandError:  # the pipeline's own CommandTimeout (a TimeoutError since 3.11) included
             raise
         except concurrent.futures.TimeoutError:
-            fut.cancel()
+            future.cancel()
             raise CommandTimeout(f"no answer to {command} within {seconds:g} s") from None
-
-    # start_workflow() ... update_config() and their submit_ forms: see command_methods.py
 
     def _refuse_blocking(self, what: str) -> None:
         current = threading.current_thread()
@@ -415,7 +416,3 @@ class RealtimeAdapter(WorkflowCommandMethods):
 def _nothing() -> None:
     return None
 
-
-def _check_id(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")

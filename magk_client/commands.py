@@ -34,6 +34,7 @@ from .models import CommandResponse, StrEnum
 
 __all__ = [
     "COMMANDS",
+    "NODE_COMMANDS",
     "CommandStats",
     "CommandTable",
     "PendingCommand",
@@ -54,6 +55,8 @@ COMMANDS = (
     "skip_node",
     "update_config",
 )
+#: The commands that name a node (``nodeId`` required).
+NODE_COMMANDS = ("restart_node", "skip_node")
 
 #: How many finished request ids are remembered to tell a duplicate or late answer from an unknown one.
 FINISHED_MEMORY = 4096

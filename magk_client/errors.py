@@ -87,6 +87,12 @@ class ConfigError(MagkError, ValueError):
     """A configuration value or an argument is invalid. The message names the field."""
 
 
+def check_non_empty(name: str, value: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a non-empty string (an id, a name)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+
+
 class ClientClosedError(MagkError):
     """The client was closed; it cannot be used again."""
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .adapter import AdapterStatus, RealtimeAdapter
 from .config import ServiceIntegrationConfig
-from .errors import ClientClosedError, ConfigError, MagkError
+from .errors import ClientClosedError, ConfigError, MagkError, check_non_empty
 from .events import NODE_EVENT_TYPES, NodeEvent, WorkflowEvent, is_command_message, to_workflow_event
 from .global_service import (
     cleanup_global_realtime_service,
@@ -95,11 +95,6 @@ class IntegrationStatus:
     sync_failed: int
     store: StoreStats
     adapter: AdapterStatus
-
-
-def _check_id(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
 
 
 class RealtimeIntegration:
@@ -248,7 +243,7 @@ class RealtimeIntegration:
         """Feed the store with the node events of ``workflow_id``; ``callback``, if given, also gets
         the workflow's events (see :meth:`RealtimeAdapter.subscribe_to_workflow`). Returns an id for
         :meth:`unsubscribe`."""
-        _check_id("workflow_id", workflow_id)
+        check_non_empty("workflow_id", workflow_id)
         return self._subscribe(Interest(workflow_id), None, callback)
 
     def subscribe_to_node(
@@ -256,8 +251,8 @@ class RealtimeIntegration:
     ) -> str:
         """Feed the store with the events of one node; ``callback``, if given, also gets them (see
         :meth:`RealtimeAdapter.subscribe_to_node`). Returns an id for :meth:`unsubscribe`."""
-        _check_id("node_id", node_id)
-        _check_id("workflow_id", workflow_id)
+        check_non_empty("node_id", node_id)
+        check_non_empty("workflow_id", workflow_id)
         return self._subscribe(Interest(workflow_id, node_id), None, callback)
 
     def _subscribe(
@@ -307,14 +302,14 @@ class RealtimeIntegration:
         """A context manager for one workflow (the seed's ``useWorkflowRealtime``): subscribed while
         inside; live ``nodes`` and ``status``; ``start``/``pause``/``resume``/``stop``;
         ``wait_until_complete(timeout)``."""
-        _check_id("workflow_id", workflow_id)
+        check_non_empty("workflow_id", workflow_id)
         return WorkflowRealtime(self, workflow_id)
 
     def node(self, node_id: str, workflow_id: str) -> NodeRealtime:
         """A context manager for one node (the seed's ``useNodeRealtime``): subscribed while inside;
         its live ``state``; ``restart``/``skip``."""
-        _check_id("node_id", node_id)
-        _check_id("workflow_id", workflow_id)
+        check_non_empty("node_id", node_id)
+        check_non_empty("workflow_id", workflow_id)
         return NodeRealtime(self, node_id, workflow_id)
 
     # ------------------------------------------------------------------ status

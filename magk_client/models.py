@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Type, TypeVar, Union
 
 from dataclasses_json import DataClassJsonMixin, LetterCase, config
 
@@ -40,6 +40,20 @@ class StrEnum(str, enum.Enum):
         return str(self.value)
 
 
+_Member = TypeVar("_Member", bound=StrEnum)
+
+
+def enum_member(cls: Type[_Member], value: Union[str, _Member]) -> Union[_Member, str]:
+    """The member of ``cls`` whose value is ``value``, or ``value`` itself when unknown (the
+    protocol may grow: an unknown value passes through as a plain string)."""
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except ValueError:
+        return value
+
+
 class MessageType(StrEnum):
     """The message types of protocol v1. A ``str`` enum: compares equal to its value."""
 
@@ -58,14 +72,9 @@ class MessageType(StrEnum):
     ACK = "ack"
 
 
-_TYPES: Dict[str, MessageType] = {t.value: t for t in MessageType}
-
-
 def message_type(value: Union[str, MessageType]) -> Union[MessageType, str]:
     """Return the :class:`MessageType` for ``value``, or the plain string if unknown."""
-    if isinstance(value, MessageType):
-        return value
-    return _TYPES.get(value, value)
+    return enum_member(MessageType, value)
 
 
 class ConnectionState(StrEnum):

@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .errors import ConfigError
-from .models import ConnectionState, StrEnum
+from .models import ConnectionState, StrEnum, enum_member
 
 __all__ = [
     "ApplyResult",
@@ -61,14 +61,9 @@ class NodeStatus(StrEnum):
     ERROR = "error"
 
 
-_STATUSES: Dict[str, NodeStatus] = {s.value: s for s in NodeStatus}
-
-
 def node_status(value: Union[str, NodeStatus]) -> Union[NodeStatus, str]:
     """The :class:`NodeStatus` for ``value``, or the plain string if the status is unknown."""
-    if isinstance(value, NodeStatus):
-        return value
-    return _STATUSES.get(value, value)
+    return enum_member(NodeStatus, value)
 
 
 def freeze(value: Any) -> Any:

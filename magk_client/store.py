@@ -57,7 +57,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .delivery import DeliveryTracker
-from .errors import ConfigError
+from .errors import ConfigError, check_non_empty
 from .models import ConnectionState, RealtimeMessage
 from .node_state import (
     EMPTY_MAPPING,
@@ -397,9 +397,8 @@ class NodeExecutionStore:
     # ------------------------------------------------------------------ internals
 
     def _action(self, workflow_id: str, node_id: str, update: Update, timestamp: Optional[str]) -> ApplyResult:
-        for name, value in (("workflow_id", workflow_id), ("node_id", node_id)):
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+        check_non_empty("workflow_id", workflow_id)
+        check_non_empty("node_id", node_id)
         if timestamp is not None and not isinstance(timestamp, str):
             raise ConfigError(f"timestamp must be an ISO-8601 string or None, got {timestamp!r}")
         result = self._commit(workflow_id, node_id, update, timestamp, None)

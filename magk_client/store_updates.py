@@ -12,7 +12,7 @@ import logging
 from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-from .errors import ConfigError
+from .errors import ConfigError, check_non_empty
 from .models import MessageType
 from .node_state import NodeExecutionState, NodeStatus, evolve, freeze, is_mapping, node_status, thaw
 
@@ -154,8 +154,7 @@ _PARSERS: Dict[str, Callable[[Mapping[str, Any]], Optional[Update]]] = {
 
 def check_status(value: Any) -> Union[NodeStatus, str]:
     """A non-empty status string, as a :class:`NodeStatus` when known."""
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"status must be a non-empty string, got {value!r}")
+    check_non_empty("status", value)
     return node_status(value)
 
 

@@ -5,11 +5,12 @@ environment unless a test sets them."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -76,3 +77,18 @@ def communicate(proc: subprocess.Popen[str], timeout: float = 60.0) -> Any:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def assert_quiet_ctrl_c(proc: subprocess.Popen[str], ready: Callable[[], Any]) -> None:
+    """Once ``ready()`` returns, Ctrl-C ``proc`` (started ``interruptible``): it exits 130 with no
+    traceback and no thread left running."""
+    try:
+        ready()
+        proc.send_signal(signal.SIGINT)
+        _out, err = communicate(proc, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "threads still running" not in err

@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
-import subprocess
-import sys
+from typing import Iterator
 
 import websocket
-from cli_helpers import child_env
+from cli_helpers import start_cli
 
 from magk_client.cli import SUBCOMMANDS, build_parser, main
 
 
-def test_serve_subprocess_runs_a_whole_workflow() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "magk_client.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--pace", "0", "--token", "tok"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),  # this repository on PYTHONPATH, installed or not
-    )
+@contextlib.contextmanager
+def serve(*args: str) -> Iterator[str]:
+    """``magk-client serve --port 0 *args`` in a subprocess (this repository on PYTHONPATH,
+    installed or not); yields its WebSocket URL; SIGTERM then ends it with status 0."""
+    proc = start_cli("serve", "--port", "0", *args)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         match = re.search(r"on http://127\.0\.0\.1:(\d+)", first)
-        assert match, first
-        url = f"ws://127.0.0.1:{match.group(1)}/ws/realtime"
+        assert match, first + (proc.stderr.read() if proc.stderr and proc.poll() is not None else "")
+        yield f"ws://127.0.0.1:{match.group(1)}/ws/realtime"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_serve_subprocess_runs_a_whole_workflow() -> None:
+    with serve("--host", "127.0.0.1", "--pace", "0", "--token", "tok") as url:
         ws = websocket.create_connection(url, header=["Authorization: Bearer tok"], timeout=10)
         try:
             assert json.loads(ws.recv())["type"] == "subscription_ack"
@@ -46,9 +50,6 @@ def test_serve_subprocess_runs_a_whole_workflow() -> None:
         assert events[0]["data"]["type"] == "workflow_started"
         assert [e["id"] for e in events] == [f"e-{i}" for i in range(1, 27)]
         assert any(m["data"].get("type") == "command_response" and m["data"]["response"]["success"] for m in seen if m["type"] == "workflow_event")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
 
 
 def test_parser_has_subcommand_table() -> None:
@@ -60,19 +61,8 @@ def test_parser_has_subcommand_table() -> None:
 
 def test_serve_no_acks_turns_acknowledgements_off() -> None:
     assert build_parser().parse_args(["serve"]).acks is True
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "magk_client.cli", "serve", "--port", "0", "--no-acks"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),  # this repository on PYTHONPATH, installed or not
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        match = re.search(r"on http://127\.0\.0\.1:(\d+)", first)
-        assert match, first + (proc.stderr.read() if proc.stderr and proc.poll() is not None else "")
-        ws = websocket.create_connection(f"ws://127.0.0.1:{match.group(1)}/ws/realtime", timeout=10)
+    with serve("--no-acks") as url:
+        ws = websocket.create_connection(url, timeout=10)
         try:
             hello = json.loads(ws.recv())
             assert hello["type"] == "subscription_ack" and "ack" not in hello["data"]["features"]
@@ -81,6 +71,3 @@ def test_serve_no_acks_turns_acknowledgements_off() -> None:
             assert json.loads(ws.recv())["type"] == "pong"  # no ack came first
         finally:
             ws.close()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0

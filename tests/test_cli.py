@@ -15,7 +15,7 @@ import threading
 from typing import Any, Dict, List
 
 import pytest
-from cli_helpers import REPO, assert_one_line_error, closed_port, communicate, run_cli, start_cli
+from cli_helpers import REPO, assert_one_line_error, assert_quiet_ctrl_c, closed_port, communicate, run_cli, start_cli
 
 from magk_client.cli import SUBCOMMANDS, main
 from magk_client.testing import Backend
@@ -278,16 +278,7 @@ def test_watch_timeout_is_one_line_and_exit_1(backend: Backend) -> None:
 def test_ctrl_c_exits_130_cleanly(backend: Backend, argv: Any) -> None:
     env: Dict[str, str] = {"FORCE_COLOR": "1"} if argv == ("watch", "wf-1") else {}
     proc = start_cli(*argv, "--url", backend.base_url, interruptible=True, **env)
-    try:
-        backend.wait_for_connections(1, timeout=30)
-        proc.send_signal(signal.SIGINT)
-        _out, err = communicate(proc, timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    assert "threads still running" not in err
+    assert_quiet_ctrl_c(proc, lambda: backend.wait_for_connections(1, timeout=30))
     backend.wait_for_disconnects(timeout=10)
 
 
@@ -327,16 +318,12 @@ def test_serve_on_a_busy_port_is_one_line(capsys: Any) -> None:
 
 def test_serve_ctrl_c_exits_130_cleanly() -> None:
     proc = start_cli("serve", "--port", "0", interruptible=True)
-    try:
+
+    def listening() -> None:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("MAGK reference backend on http://127.0.0.1:")
-        proc.send_signal(signal.SIGINT)
-        _out, err = communicate(proc, timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "threads still running" not in err
+
+    assert_quiet_ctrl_c(proc, listening)
 
 
 # -------------------------------------------------------------------------- a backend that goes away

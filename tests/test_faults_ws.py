@@ -85,7 +85,7 @@ import textwrap
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 from checks import exception_chain, open_fds, rss_bytes
@@ -105,6 +105,7 @@ from magk_client import (
     CircuitOpenError,
     ClientClosedError,
     ConfigError,
+    ConnectionHealth,
     ConnectionState,
     MagkTimeoutError,
     RealtimeMessage,
@@ -141,6 +142,29 @@ def make_service(url: str, **overrides: Any) -> RealtimeService:
     return build_service(dict(FAST, websocket_url=url, event_source_url=None), overrides)
 
 
+def recording_service(
+    url: str, **overrides: Any
+) -> Tuple[RealtimeService, Recorder[RealtimeMessage], Recorder[Any]]:
+    """A service on ``url`` (not connected yet), the recorder of its ``node_log`` messages and the
+    recorder of its error reports."""
+    got: Recorder[RealtimeMessage] = Recorder()
+    errors: Recorder[Any] = Recorder()
+    service = make_service(url, **overrides)
+    service.on_error(errors)
+    service.subscribe("node_log", got)
+    return service, got, errors
+
+
+def receive_while_up(raw: Any, messages: int, reports: int) -> Tuple[List[RealtimeMessage], List[Any], ConnectionHealth]:
+    """Connect to the raw server ``raw``; once ``messages`` node_log messages and ``reports`` error
+    reports came, with the connection still up, disconnect. Returns both and the health then."""
+    service, got, errors = recording_service(raw.ws_url())
+    with service:
+        got.wait_count(messages)
+        errors.wait_count(reports)
+        health = service.get_connection_health()
+        assert service.is_connected
+    return got.items, errors.items, health
 
 
 # ---------------------------------------------------------------------------------------------
@@ -641,12 +665,8 @@ def test_row16_protocol_violation_fails_connection_with_code(raw_servers: Any, n
 
     raw = raw_servers(ws_script(script))
     states = StateRecorder()
-    errors: Recorder[Any] = Recorder()
-    got: Recorder[RealtimeMessage] = Recorder()
-    service = make_service(raw.ws_url())
+    service, got, errors = recording_service(raw.ws_url())
     service.on_connection_state_change(states)
-    service.on_error(errors)
-    service.subscribe("node_log", got)
     service.connect(timeout=5)
     connected.set()
     states.wait_state(ConnectionState.ERROR, timeout=5)
@@ -703,19 +723,10 @@ def test_row16_binary_message_not_utf8_is_dropped_counted_and_the_connection_sta
             + ws_frame(OP_TEXT, envelope(3))
         )
     )
-    errors: Recorder[Any] = Recorder()
-    got: Recorder[RealtimeMessage] = Recorder()
-    service = make_service(raw.ws_url())
-    service.on_error(errors)
-    service.subscribe("node_log", got)
-    with service:
-        got.wait_count(4)
-        errors.wait_count(len(bad))
-        health = service.get_connection_health()
-        assert service.is_connected
-    assert [m.id for m in got.items] == ["r-0", "r-1", "r-2", "r-3"]
+    got, errors, health = receive_while_up(raw, 4, len(bad))
+    assert [m.id for m in got] == ["r-0", "r-1", "r-2", "r-3"]
     assert health.invalid_messages == len(bad)
-    assert [type(e) for e in errors.items] == [InvalidMessage] * len(bad)
+    assert [type(e) for e in errors] == [InvalidMessage] * len(bad)
     assert health.total_reconnects == 0
     assert raw.wait(lambda: len(raw.close_codes) >= 1)
     assert raw.close_codes == [1000] and raw.accepted == 1  # closed by disconnect(), never 1007
@@ -726,27 +737,17 @@ def test_row16_binary_message_not_utf8_is_reported_as_such(raw_servers: Any) -> 
     "not valid JSON" about the transport's placeholder text; still an InvalidMessage, counted,
     and the connection stays up."""
     raw = raw_servers(
-        lambda k, sock: raw.send_then_read_close(
-            sock,
-            frame(OP_BINARY, b"\xfe" * 125)
-            + frame(OP_BINARY, b"\xfe" * 10, fin=False)
-            + frame(OP_CONT, b"\xfe" * 10)
-            + frame(OP_TEXT, b"{not json")  # text that is not JSON still says so
-            + frame(OP_TEXT, envelope(1)),
+        send_then_read_close(
+            lambda conn: ws_frame(OP_BINARY, b"\xfe" * 125)
+            + ws_frame(OP_BINARY, b"\xfe" * 10, fin=False)
+            + ws_frame(OP_CONT, b"\xfe" * 10)
+            + ws_frame(OP_TEXT, b"{not json")  # text that is not JSON still says so
+            + ws_frame(OP_TEXT, envelope(1))
         )
     )
-    errors: Recorder[Any] = Recorder()
-    got: Recorder[RealtimeMessage] = Recorder()
-    service = make_service(raw.url())
-    service.on_error(errors)
-    service.subscribe("node_log", got)
-    with service:
-        got.wait_count(1)
-        errors.wait_count(3)
-        health = service.get_connection_health()
-        assert service.is_connected
-    assert [type(e) for e in errors.items] == [InvalidMessage] * 3
-    messages = [str(e) for e in errors.items]
+    _got, errors, health = receive_while_up(raw, 1, 3)
+    assert [type(e) for e in errors] == [InvalidMessage] * 3
+    messages = [str(e) for e in errors]
     assert messages[0] == "binary message is not UTF-8 (125 bytes)"
     assert messages[1] == "binary message is not UTF-8 (20 bytes)"
     assert "not valid JSON" in messages[2]
@@ -765,11 +766,7 @@ def test_row17_message_of_at_most_125_bytes_over_a_small_limit_is_refused(raw_se
         return ws_frame(OP_TEXT, small) + (ws_frame(OP_TEXT, big) if k == 0 else b"")
 
     raw = raw_servers(send_then_read_close(script))
-    errors: Recorder[Any] = Recorder()
-    got: Recorder[RealtimeMessage] = Recorder()
-    service = make_service(raw.ws_url(), max_message_size=limit)
-    service.on_error(errors)
-    service.subscribe("node_log", got)
+    service, got, errors = recording_service(raw.ws_url(), max_message_size=limit)
     with service:
         got.wait_count(2, timeout=10)  # s-0, then s-1 after the reconnect
         health = service.get_connection_health()
@@ -787,11 +784,7 @@ def test_row17_header_claiming_2_62_bytes_closes_at_once_and_reconnects(raw_serv
         return ws_frame(OP_TEXT, envelope(conn.index))
 
     raw = raw_servers(send_then_read_close(script))
-    errors: Recorder[Any] = Recorder()
-    got: Recorder[RealtimeMessage] = Recorder()
-    service = make_service(raw.ws_url(), max_message_size=1024 * 1024)
-    service.on_error(errors)
-    service.subscribe("node_log", got)
+    service, got, errors = recording_service(raw.ws_url(), max_message_size=1024 * 1024)
     with service:
         got.wait_count(1, timeout=10)
         assert raw.wait(lambda: len(raw.close_codes) >= 1)
@@ -806,11 +799,7 @@ def test_row17_header_claiming_2_62_bytes_closes_at_once_and_reconnects(raw_serv
 def test_row19_hostile_json_burst_counted_exactly_threads_alive(server: Backend) -> None:
     hostile = ["malformed_json", "non_object", "wrong_field_types", "deep_nesting", "huge_int", "nan"]
     raw = ['{"data": {}}', '{"type": 7}', '{"type": "node_log", "data": [1]}', "null", '"text"']
-    got: Recorder[RealtimeMessage] = Recorder()
-    errors: Recorder[Any] = Recorder()
-    service = make_service(server.websocket_url)
-    service.on_error(errors)
-    service.subscribe("node_log", got)
+    service, got, errors = recording_service(server.websocket_url)
     with service:
         for kind in hostile:
             server.send_bad(kind)
@@ -1205,7 +1194,7 @@ def test_row35_refused_handshake_echoing_the_token_leaks_it_nowhere(
         websocket.enableTrace(False)
     out, err = capfd.readouterr()
     chain = exception_chain(info.value)
-    texts = [caplog.text, out, err, *health.errors, "".join(traceback.format_exception(info.value))]
+    texts = [caplog.text, out, err, *health.errors, "".join(traceback.format_exception(type(info.value), info.value, info.value.__traceback__))]
     texts += [f"{e!s} {e!r} {e.args!r} {vars(e)!r}" for e in chain]
     everything = "\n".join(texts)
     assert "x-echo" in everything.lower()  # the trace of the answer ran

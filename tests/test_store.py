@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 import pytest
 
 from magk_client import (
+    NODE_EVENT_TYPES,
     ApplyResult,
     ConfigError,
     ConnectionSnapshot,
@@ -586,15 +587,6 @@ def test_repr_html_escapes_everything() -> None:
 
 # ---------------------------------------------------------------------------------- against the real Backend
 
-NODE_TYPES = [
-    MessageType.NODE_STATUS_UPDATE,
-    MessageType.NODE_PROGRESS_UPDATE,
-    MessageType.NODE_ERROR,
-    MessageType.NODE_RESULT,
-    MessageType.NODE_METADATA,
-    MessageType.NODE_LOG,
-]
-
 
 @pytest.fixture()
 def service(backend: Backend) -> Iterator[RealtimeService]:
@@ -624,11 +616,11 @@ def test_store_fed_by_workflow_and_node_subscriptions_applies_each_event_once(
     store = NodeExecutionStore()
     events: Recorder[RealtimeMessage] = Recorder()
     done: Recorder[RealtimeMessage] = Recorder()
-    service.subscribe(NODE_TYPES, events)
+    service.subscribe(NODE_EVENT_TYPES, events)
     # the integration's pattern: a workflow subscription and a node subscription overlap on wf-1/n-1
-    service.subscribe(NODE_TYPES, store.apply_message, workflow_id="wf-1")
-    service.subscribe(NODE_TYPES, store.apply_message, workflow_id="wf-1", node_id="n-1")
-    service.subscribe(NODE_TYPES, store.apply_message, workflow_id="wf-2")
+    service.subscribe(NODE_EVENT_TYPES, store.apply_message, workflow_id="wf-1")
+    service.subscribe(NODE_EVENT_TYPES, store.apply_message, workflow_id="wf-1", node_id="n-1")
+    service.subscribe(NODE_EVENT_TYPES, store.apply_message, workflow_id="wf-2")
     service.subscribe(MessageType.WORKFLOW_EVENT, done, filter=workflow_done)
     service.connect(timeout=10)
     backend.execute_command("start_workflow", "wf-1")

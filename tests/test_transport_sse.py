@@ -371,6 +371,19 @@ def open_in_thread(t: SSETransport) -> Tuple[threading.Thread, threading.Event, 
     return in_thread(t.open, "test-sse-opener")
 
 
+def assert_close_ends_open(
+    t: SSETransport, opening: Tuple[threading.Thread, threading.Event, List[BaseException]], where: str
+) -> BaseException:
+    """``t.close()`` returns at once and the ``open()`` of ``opening`` (:func:`open_in_thread`),
+    blocked ``where``, ends with :class:`TransportClosed`, which is returned."""
+    th, ended, outcome = opening
+    start = time.monotonic()
+    t.close()
+    assert time.monotonic() - start < PROMPT
+    assert ended.wait(PROMPT), f"open() still blocked {where} after close()"
+    th.join(PROMPT)
+    assert len(outcome) == 1 and isinstance(outcome[0], TransportClosed), outcome
+    return outcome[0]
 
 
 def test_close_from_another_thread_interrupts_the_wait_for_response_headers(raw_servers: Any, sse_transports: Any) -> None:
@@ -379,18 +392,13 @@ def test_close_from_another_thread_interrupts_the_wait_for_response_headers(raw_
     srv = raw_servers([lambda conn, req: answer.wait(60)])
     t = sse_transports(srv.url(), read_timeout=40.0, connect_timeout=10.0)
     try:
-        th, ended, outcome = open_in_thread(t)
+        opening = open_in_thread(t)
         srv.wait_requests(1)  # the request is sent: open() now waits for the response headers
         # Fails if urllib3 stops setting HTTPConnection.sock on connect (sse_http._reporting_pools)
         assert t._watch.watching, "the socket under the request was never reported"
-        start = time.monotonic()
-        t.close()
-        assert time.monotonic() - start < PROMPT
-        assert ended.wait(PROMPT), "open() still blocked after close()"
-        th.join(PROMPT)
-        assert len(outcome) == 1 and isinstance(outcome[0], TransportClosed), outcome
-        assert "closed while connecting" in str(outcome[0])
-        assert outcome[0].__context__ is None and outcome[0].__cause__ is None
+        error = assert_close_ends_open(t, opening, "waiting for the response headers")
+        assert "closed while connecting" in str(error)
+        assert error.__context__ is None and error.__cause__ is None
     finally:
         answer.set()
 
@@ -403,16 +411,11 @@ def test_close_from_another_thread_interrupts_the_tls_handshake(sse_transports: 
     accepted: List[socket.socket] = []
     try:
         t = sse_transports(f"https://127.0.0.1:{lst.getsockname()[1]}/events", connect_timeout=30.0, read_timeout=40.0)
-        th, ended, outcome = open_in_thread(t)
+        opening = open_in_thread(t)
         conn, _ = lst.accept()
         accepted.append(conn)
         assert conn.recv(5)  # the ClientHello has been sent: the handshake is waiting on us
-        start = time.monotonic()
-        t.close()
-        assert time.monotonic() - start < PROMPT
-        assert ended.wait(PROMPT), "open() still blocked in the TLS handshake after close()"
-        th.join(PROMPT)
-        assert len(outcome) == 1 and isinstance(outcome[0], TransportClosed), outcome
+        assert_close_ends_open(t, opening, "in the TLS handshake")
     finally:
         for c in accepted:
             c.close()

@@ -815,7 +815,9 @@ def test_garbled_answer_echoing_the_token_keeps_a_scrubbed_reason(servers, trans
     t = transports(server.ws_url())
     with caplog.at_level("DEBUG"):
         exc = fails(ProtocolError, t.open)
-    assert "Invalid status line" in str(exc) and "***" in str(exc)  # the library's reason, scrubbed
+    # the library's reason, scrubbed (websocket-client versions differ: some fail parsing the status
+    # code first and give only the exception's type)
+    assert ("Invalid status line" in str(exc) and "***" in str(exc)) or "(ValueError)" in str(exc)
     everything = "\n".join([caplog.text, chain_text(exc)])
     assert TOKEN not in everything
     assert exception_chain(exc) == [exc]

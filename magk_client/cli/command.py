@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..commands import COMMANDS, NODE_COMMANDS
 from ..errors import CommandError, CommandTimeout, MagkError
 from ._common import (
     CliError,
@@ -27,23 +28,11 @@ from ._common import (
 
 __all__ = ["COMMANDS", "add_command_arguments", "add_health_arguments", "run_command", "run_health"]
 
-#: the workflow commands of the protocol (docs/protocol.rst, Commands)
-COMMANDS = (
-    "start_workflow",
-    "stop_workflow",
-    "pause_workflow",
-    "resume_workflow",
-    "restart_node",
-    "skip_node",
-    "update_config",
-)
-_NODE_COMMANDS = ("restart_node", "skip_node")
-
 
 def add_command_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("command", metavar="COMMAND", choices=COMMANDS, help="one of: " + ", ".join(COMMANDS))
     parser.add_argument("workflow_id", metavar="WORKFLOW_ID", help="the workflow it is about")
-    parser.add_argument("--node-id", default=None, metavar="ID", help="the node (restart_node, skip_node)")
+    parser.add_argument("--node-id", default=None, metavar="ID", help="the node (" + ", ".join(NODE_COMMANDS) + ")")
     parser.add_argument(
         "--data", type=json_object, default=None, metavar="JSON", help='a JSON object, e.g. \'{"failNode": "n-2"}\''
     )
@@ -58,7 +47,7 @@ def add_command_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    if args.command in _NODE_COMMANDS and not args.node_id:
+    if args.command in NODE_COMMANDS and not args.node_id:
         raise CliError(f"{args.command} needs --node-id", 2)
     adapter = build_adapter(args)
     with session(adapter):

@@ -21,7 +21,7 @@ import queue
 import sys
 import threading
 import time
-from typing import Any, List, Optional, Union
+from typing import Any, Iterator, List, Optional, Union
 
 from ..events import NODE_EVENT_TYPES, WorkflowEvent
 from ..node_state import NodeExecutionState
@@ -149,6 +149,28 @@ def run(args: argparse.Namespace) -> int:
     return _finish(console, tracker, conn, states, args)
 
 
+def _ticks(
+    tracker: WorkflowTracker,
+    conn: ConnectionWatch,
+    lines: queue.SimpleQueue[Line],
+    interval: float,
+    deadline: Optional[float],
+) -> Iterator[List[Line]]:
+    """Every ``interval`` seconds (sooner when the workflow ends) the lines queued since; the last
+    tick is the one on which the workflow ended, the connection was lost or ``deadline`` passed."""
+    while True:
+        ended = tracker.ended.wait(interval)
+        batch: List[Line] = []
+        while True:
+            try:
+                batch.append(lines.get_nowait())
+            except queue.Empty:
+                break
+        yield batch
+        if ended or conn.lost.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            return
+
+
 def _plain_loop(
     tracker: WorkflowTracker,
     conn: ConnectionWatch,
@@ -158,17 +180,10 @@ def _plain_loop(
 ) -> None:
     """Print queued lines at most ``1/interval`` times a second until the end (main thread)."""
     out = sys.stdout
-    while True:
-        ended = tracker.ended.wait(interval)
-        while True:
-            try:
-                item = lines.get_nowait()
-            except queue.Empty:
-                break
+    for batch in _ticks(tracker, conn, lines, interval, deadline):
+        for item in batch:
             out.write((item if isinstance(item, str) else status_line(item)) + "\n")
         out.flush()
-        if ended or conn.lost.is_set() or (deadline is not None and time.monotonic() >= deadline):
-            return
 
 
 def _live_loop(
@@ -196,20 +211,13 @@ def _live_loop(
         return Group(head, node_lines(states, max_rows=rows))
 
     with Live(render(), console=console, auto_refresh=False, vertical_overflow="crop") as live:
-        while True:
-            ended = tracker.ended.wait(interval)
-            while True:
-                try:
-                    note = notes.get_nowait()
-                except queue.Empty:
-                    break
+        for batch in _ticks(tracker, conn, notes, interval, deadline):
+            for note in batch:
                 live.console.print(Text(str(note), style="dim"))
             seen = (store.stats.applied, tracker.status)
             if seen != drawn:
                 drawn = seen
                 live.update(render(), refresh=True)
-            if ended or conn.lost.is_set() or (deadline is not None and time.monotonic() >= deadline):
-                return
 
 
 def _finish(

@@ -106,12 +106,7 @@ class ReconnectTracker:
     """
 
     def __init__(self, backoff: Backoff, max_attempts: int, min_stable: float) -> None:
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 0:
-            raise ConfigError(f"max_attempts must be an integer >= 0, got {max_attempts!r}")
-        _check_seconds("min_stable", min_stable, allow_zero=True)
-        self.backoff = backoff
-        self.max_attempts = max_attempts
-        self.min_stable = float(min_stable)
+        self.reconfigure(backoff, max_attempts, min_stable)  # checks and sets the three settings
         self.failures = 0
         self.connected_at: Optional[float] = None
         self.total_connects = 0

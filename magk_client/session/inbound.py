@@ -217,13 +217,7 @@ class Inbound:
         if message.type is MessageType.HEARTBEAT and not ping_id:
             return  # liveness only
         if conn.ctype is ConnectionType.WEBSOCKET:
-            try:
-                conn.transport.send(codec.encode({"type": "pong", "data": {"pingId": ping_id}}))
-                if s.trace:
-                    s.logger.debug("-> pong for %s", ping_id)
-            except MagkConnectionError as err:
-                with s.lock:
-                    s.fail_connection_locked(conn, err)
+            s.send_ping_frame(conn, "pong", ping_id)
 
 
 def reader_main(ref: weakref.ReferenceType[Inbound], gate: StepGate, conn: Connection) -> None:

@@ -191,6 +191,19 @@ class Session:
 
     # ------------------------------------------------------------------ no lock held
 
+    def send_ping_frame(self, conn: Connection, kind: str, ping_id: Any) -> bool:
+        """Send a ``ping`` or ``pong`` message with ``ping_id`` on ``conn`` (the reader or the
+        supervisor thread, lock not held). A failed send fails the connection: returns False."""
+        try:
+            conn.transport.send(codec.encode({"type": kind, "data": {"pingId": ping_id}}))
+        except MagkConnectionError as err:
+            with self.lock:
+                self.fail_connection_locked(conn, err)
+            return False
+        if self.trace:
+            self.logger.debug("-> %s %s", kind, ping_id)
+        return True
+
     def report(self, error: MagkError, *, escalate: bool, notify: bool = True) -> None:
         """Record ``error`` in health, log it and, with ``notify``, queue it for the error
         listeners (any thread, lock not held). Connection errors pass their recovery plan's

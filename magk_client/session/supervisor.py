@@ -20,7 +20,6 @@ import time
 import weakref
 from typing import Optional, Union
 
-from .. import codec
 from ..errors import (
     CircuitOpenError,
     ConfigError,
@@ -232,15 +231,8 @@ class Supervisor:
                 if at is not None:
                     deadline = min(deadline, at)
         self._outbound.settle(done)
-        if ping is not None:
-            try:
-                conn.transport.send(codec.encode({"type": "ping", "data": {"pingId": ping}}))
-                if s.trace:
-                    s.logger.debug("-> ping %s", ping)
-            except MagkConnectionError as err:
-                with s.lock:
-                    s.fail_connection_locked(conn, err)
-                return 0.0
+        if ping is not None and not s.send_ping_frame(conn, "ping", ping):
+            return 0.0
         if switch_back:
             return self._try_switch_back(conn)
         return max(0.0, deadline - time.monotonic())

@@ -25,19 +25,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from ..commands import COMMANDS
 from . import node_payloads
 
 __all__ = ["COMMANDS", "Engine", "EngineCommandRejected", "Workflow", "iso_now"]
-
-COMMANDS = (
-    "start_workflow",
-    "stop_workflow",
-    "pause_workflow",
-    "resume_workflow",
-    "restart_node",
-    "skip_node",
-    "update_config",
-)
 
 #: Workflow states. ``idle`` before the first run; ``running`` and ``paused`` while a run is live.
 STATES = ("idle", "running", "paused", "completed", "failed", "stopped")
