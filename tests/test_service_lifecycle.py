@@ -29,6 +29,7 @@ import weakref
 from typing import Any, Callable, Iterator, List
 
 import pytest
+from adapter_helpers import eventually
 from service_helpers import FAST, build_service, sdk_threads, wait_threads_gone
 
 from magk_client import (
@@ -385,12 +386,15 @@ def test_dropped_service_in_a_cycle_is_collected_at_once(server: Backend) -> Non
 
 
 def test_send_right_after_connect_goes_out_directly(server: Backend) -> None:
-    # connected with nothing queued offline: a send is not queued behind the supervisor's flush
+    # connected with nothing queued offline: a send is not queued behind the supervisor's flush.
+    # (Nothing unacknowledged either: the backend acknowledges, and a message the last connection
+    # left unacknowledged is sent again first, so a send right after connect() would queue behind it.)
     service = make_ws(server.websocket_url)
     try:
         for i in range(5):
             service.connect()
             assert service.send_message({"type": "node_log", "data": {"i": i}}) is True
+            eventually(lambda: service.get_connection_health().messages_unacknowledged == 0, 10, "the ack")
             service.disconnect()
     finally:
         service.disconnect()
