@@ -16,6 +16,9 @@ client accepted:
 With acks (the default backend) ``lost`` and ``repeated`` must be 0. Without (``Backend(acks=False)``)
 delivery is at most once: ``lost`` may be > 0 and must not exceed the client's ``unconfirmed``.
 
+On SSE every message is one ``POST /messages``; the senders wait for their answer (``wait=True``),
+else the offline queue grows far faster than POSTs drain it.
+
 The rate part sends ``--rate-n`` messages at once under ``max_messages_per_second=--rate`` and reports
 the most messages the backend received in any 2 s window against ``burst + 2 * rate``.
 
@@ -70,13 +73,16 @@ def hammer(transport: str, acks: bool, threads: int, seconds: float, drop_every:
         stop = threading.Event()
         drops = [0]
 
+        wait = transport == "sse"  # one POST at a time: senders wait for their 2xx, or the queue grows without end
+
         def send(k: int) -> None:
             out, i = accepted[k], 0
             while not stop.is_set():
                 mid = f"t{k}-{i}"
                 i += 1
                 try:
-                    service.send_message({"type": "client_note", "id": mid, "data": {"k": k, "i": i}})
+                    service.send_message({"type": "client_note", "id": mid, "data": {"k": k, "i": i}}, wait=wait,
+                                         timeout=120)
                 except MagkError:
                     continue
                 out.append(mid)
@@ -99,10 +105,14 @@ def hammer(transport: str, acks: bool, threads: int, seconds: float, drop_every:
             sent_for = time.monotonic() - started
             ids = [m for out in accepted for m in out]
             sentinel = "sentinel"
-            service.send_message({"type": "client_note", "id": sentinel, "data": {}}, wait=True, timeout=120)
+            service.send_message({"type": "client_note", "id": sentinel, "data": {}}, wait=True, timeout=300)
             backend.wait_for_processed([sentinel], timeout=120)
-            if acks:
-                backend.wait_for_processed(ids, timeout=300)
+            deadline = time.monotonic() + 300
+            while acks and time.monotonic() < deadline:  # acknowledged means processed
+                health = service.get_connection_health()
+                if health.queue_size == 0 and health.messages_unacknowledged == 0:
+                    break
+                time.sleep(0.05)
             health = service.get_connection_health()
         counts = backend.processed_counts
     lost = sum(1 for m in ids if m not in counts)

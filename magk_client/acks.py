@@ -97,7 +97,7 @@ def is_acknowledged_type(mtype: str, data: Mapping[str, Any]) -> bool:
 
 
 class _Entry:
-    __slots__ = ("attempts", "conn", "first_at", "nbytes", "text", "waiters")
+    __slots__ = ("attempts", "by_reply", "conn", "first_at", "nbytes", "text", "waiters")
 
     def __init__(self, text: str, nbytes: int, first_at: float, conn: Optional[int]) -> None:
         self.text = text
@@ -106,6 +106,8 @@ class _Entry:
         self.conn = conn  # None: waiting to be sent again
         self.attempts = 1
         self.waiters: Optional[List[Any]] = None
+        #: its write's own reply decides (an HTTP request in flight): the writer acks or unrecords it
+        self.by_reply = False
 
 
 def _check_bounds(max_size: Any, retention: Any, max_bytes: Any, feature_wait: Any) -> None:
@@ -229,7 +231,7 @@ class OutboundWindow:
         if supported:
             return []
         done: List[Completion] = []
-        for mid in [m for m, e in self._entries.items() if e.conn == conn]:
+        for mid in [m for m, e in self._entries.items() if e.conn == conn and not e.by_reply]:
             entry = self._pop(mid)
             self._tail.append(entry.first_at)
             if entry.waiters:
@@ -245,7 +247,8 @@ class OutboundWindow:
         resend = self._support if self._support is not None else self.server_acks is True
         self._conn, self._support = None, None
         done: List[Completion] = []
-        mine = [m for m, e in self._entries.items() if e.conn == conn]
+        # an entry whose write's reply decides is its writer's business (it acks or unrecords it)
+        mine = [m for m, e in self._entries.items() if e.conn == conn and not e.by_reply]
         if resend:
             for mid in mine:
                 self._entries[mid].conn = None
@@ -293,6 +296,7 @@ class OutboundWindow:
                 self.resent += 1
                 entry.attempts += 1
             entry.conn = conn
+            entry.by_reply = by_reply
             if waiters:
                 entry.waiters = [*(entry.waiters or ()), *waiters]
             return self._release(mid) if unacked else []
@@ -310,6 +314,7 @@ class OutboundWindow:
             done.extend(self._drop_oldest("the window of unacknowledged messages was full"))
         entry = _Entry(text, nbytes, now, conn)
         entry.waiters = waiters
+        entry.by_reply = by_reply
         self._entries[mid] = entry
         self._bytes += nbytes
         return done
@@ -361,6 +366,12 @@ class OutboundWindow:
         the ones found expired first (see :meth:`expire`). Send each with :meth:`record`."""
         done = self.expire(now)
         return [(mid, e.text) for mid, e in self._entries.items() if e.conn is None], done
+
+    def next_expiry(self) -> Optional[float]:
+        """When the oldest entry passes the retention (None: the window is empty)."""
+        if not self._entries:
+            return None
+        return next(iter(self._entries.values())).first_at + self.retention
 
     def expire(self, now: float) -> List[Completion]:
         """Drop entries first written more than ``retention`` seconds ago."""

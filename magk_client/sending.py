@@ -58,9 +58,11 @@ WAIT_FOR_ACK = math.inf
 _QUEUE_DROPPED = "the offline queue dropped it (bounds or retention)"
 
 
-class MessageFuture(Future):  # type: ignore[type-arg]  # Future[SendResult]; not subscriptable on 3.8
+class MessageFuture(Future[SendResult]):
     """The future ``submit_message`` returns: a :class:`~magk_client.models.SendResult`, or a
-    :class:`~magk_client.errors.DeliveryError`. Its done-callbacks run on the dispatcher thread."""
+    :class:`~magk_client.errors.DeliveryError`. Its outcome is set, and its done-callbacks run, on
+    the dispatcher thread: inside a callback use ``add_done_callback`` (``result()`` there would
+    wait for itself) or ``send_message(wait=True)``."""
 
 
 def message_identity(message: Union[RealtimeMessage, Mapping[str, Any]]) -> Tuple[str, bool]:
@@ -152,14 +154,16 @@ def settle_now(done: Iterable[Completion]) -> Optional[Settlement]:
 
 
 class Step(NamedTuple):
-    """What the flush does next: write ``text`` (already recorded), or wait ``wait`` seconds
-    (:data:`WAIT_FOR_ACK`: until an ack), or -- neither -- stop: the queue is empty."""
+    """What the flush does next: write ``text`` (already recorded), or wait ``wait`` seconds (for a
+    token; with ``room``, for an ack, at most until the oldest entry expires; :data:`WAIT_FOR_ACK`:
+    no bound), or -- neither -- stop: the queue is empty."""
 
     text: Optional[str] = None
     mid: Optional[str] = None
     acked: bool = False
     wait: Optional[float] = None
     item: Optional[QueuedItem] = None  # None for a resend (its text is in the window)
+    room: bool = False  # the wait is for room in the window: an acknowledgement ends it early
 
 
 class OutboundDesk:
@@ -193,6 +197,7 @@ class OutboundDesk:
             self.bucket = TokenBucket(rate, cfg.max_message_burst)
         else:
             self.bucket.reconfigure(rate, cfg.max_message_burst, now)
+        self.window.feature_wait = cfg.connection_timeout_ms / 1000.0
         return self.window.reconfigure(
             cfg.max_queue_size, cfg.queue_retention_ms / 1000.0, cfg.max_queue_bytes, now
         )
@@ -339,8 +344,13 @@ class OutboundDesk:
             return Step(), []
         mid, acked = identify(text)
         if acked and mid is not None and not window.has_room(text):
-            self.window_waits += 1
-            return Step(wait=WAIT_FOR_ACK), []
+            expired = window.expire(now)  # an entry past the retention makes room too
+            if not window.has_room(text):
+                self.window_waits += 1
+                at = window.next_expiry()
+                return Step(wait=WAIT_FOR_ACK if at is None else max(at - now, 1e-3), room=True), expired
+            step, more = self.next_step(conn, outbox, now, http=http)
+            return step, expired + more
         wait = self._token(now)
         if wait:
             return Step(wait=wait), []

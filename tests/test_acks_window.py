@@ -311,3 +311,15 @@ def test_every_sent_id_is_acknowledged_or_still_held_when_acks_are_on(ops: list)
                 w.record(rid, text, conn, 0.0)
     assert len(w) == len(sent - acked)
     assert w.acknowledged == len(acked) and w.unconfirmed == 0 and w.dropped == 0
+
+
+def test_an_entry_whose_reply_decides_is_left_to_its_writer() -> None:
+    """``POST /messages``: its 2xx (ack) or its failure (unrecord) decides, not the stream's fate."""
+    w = _window()
+    w.connection_opened(1, 0.0)
+    w.decide(1, False)  # even a server that does not advertise acks answers the POST
+    assert w.record("p", "P", 1, 0.0, waiter="wp", by_reply=True) == []
+    assert len(w) == 1
+    assert w.connection_lost(1, 0.5) == []  # the stream broke while the POST was in flight
+    assert w.unconfirmed == 0 and w.pending_resend == 0
+    assert w.ack(["p"]) == [Completion("p", Outcome.ACKNOWLEDGED, ("wp",))]

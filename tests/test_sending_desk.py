@@ -13,7 +13,7 @@ from magk_client.config import RealtimeConnectionConfig
 from magk_client.errors import DeliveryError, MessageRefusedError
 from magk_client.models import RealtimeMessage, SendResult
 from magk_client.outbox import OfflineQueue
-from magk_client.sending import WAIT_FOR_ACK, OutboundDesk, identify, message_identity, resolve
+from magk_client.sending import OutboundDesk, identify, message_identity, resolve
 
 
 def _text(mid: str, mtype: str = "client_note", **data: Any) -> str:
@@ -157,7 +157,7 @@ def test_the_flush_waits_for_tokens_and_for_room() -> None:
     step, _ = desk.next_step(1, queue, 0.0)
     assert step.mid == "q1"
     step, _ = desk.next_step(1, queue, 0.0)
-    assert step.wait == WAIT_FOR_ACK and desk.window_waits == 1  # the window holds q1
+    assert step.room and step.wait == 300.0 and desk.window_waits == 1  # the window holds q1 (until it expires)
     desk.on_ack({"ids": ["q1"]})
     step, _ = desk.next_step(1, queue, 0.0)
     assert step.wait == pytest.approx(0.1)
@@ -166,6 +166,20 @@ def test_the_flush_waits_for_tokens_and_for_room() -> None:
     assert desk.rate_limit_waits == 1  # one message, one wait, however often it asks
     step, _ = desk.next_step(1, queue, 0.1)
     assert step.mid == "q2" and len(queue) == 0
+
+
+def test_a_full_window_makes_room_when_its_oldest_entry_expires() -> None:
+    """A message the server never acknowledges cannot block the queue past the retention."""
+    desk = _desk(max_queue_size=1, queue_retention_ms=10_000)
+    _acked(desk)
+    desk.record("stuck", _text("stuck"), True, 1, 0.0, waiter="w")
+    queue = _queue(_text("next"))
+    step, _ = desk.next_step(1, queue, 5.0)
+    assert step.room and step.wait == pytest.approx(5.0)
+    step, done = desk.next_step(1, queue, 10.5)
+    assert step.mid == "next"
+    assert done == [Completion("stuck", Outcome.DROPPED, ("w",), "unacknowledged past retention")]
+    assert desk.window.expired == 1
 
 
 def test_a_failed_write_goes_back_to_the_queue_with_its_waiters() -> None:

@@ -295,3 +295,43 @@ def test_a_refusal_naming_the_id_fails_its_waiter(backend: Backend) -> None:
         assert info.value.message_id == "odd"
         health = service.get_connection_health()
     assert health.messages_refused == 1 and health.messages_unacknowledged == 0
+
+
+def test_a_full_window_queues_instead_of_giving_up(backend: Backend) -> None:
+    """Flow control: with ``max_queue_size`` messages unacknowledged, new ones wait in the queue; none
+    is given up, and after the connection that lost their acks is gone all arrive exactly once."""
+    service = _service(backend, max_queue_size=5)
+    with service:
+        service.connect(timeout=10)
+        service.send_message(_note("first"), wait=True, timeout=10)
+        backend.go_silent()  # processed, their acks dropped
+        ids = [f"w{i}" for i in range(8)]
+        written = [service.send_message(_note(mid)) for mid in ids]
+        assert written == [True] * 5 + [False] * 3  # the window holds 5: the rest queue
+        health = service.get_connection_health()
+        assert health.messages_unacknowledged == 5 and health.queue_size == 3
+        backend.wait_for_processed(ids[:5], timeout=10)
+        backend.go_silent(False)
+        backend.drop_connections()  # the acks went down with the connection
+        eventually(lambda: _settled(service), 30, "everything acknowledged after the reconnect")
+        health = service.get_connection_health()
+    counts = backend.processed_counts
+    assert [counts.get(mid) for mid in ids] == [1] * 8
+    assert health.messages_unconfirmed == 0 and health.queue_dropped == 0
+    assert health.messages_resent == 5 and health.total_reconnects >= 1
+
+
+def test_update_config_changes_the_rate_limit_at_once(backend: Backend) -> None:
+    service = _service(backend)
+    with service:
+        service.connect(timeout=10)
+        service.update_config(max_messages_per_second=20.0, max_message_burst=1)
+        started = time.monotonic()
+        for _ in range(11):
+            service.send_message(_note(), wait=True, timeout=10)
+        assert time.monotonic() - started >= 0.45  # 10 intervals of 1/20 s
+        waits = service.get_connection_health().rate_limit_waits
+        assert waits >= 9
+        service.update_config(max_messages_per_second=None)
+        assert all(service.send_message(_note()) for _ in range(50))  # no limit: all written at once
+        assert service.get_connection_health().rate_limit_waits == waits

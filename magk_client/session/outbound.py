@@ -47,7 +47,7 @@ from ..errors import (
 )
 from ..models import ConnectionType, RealtimeMessage, SendResult
 from ..outbox import OfflineQueue
-from ..sending import WAIT_FOR_ACK, MessageFuture, OutboundDesk, Settlement, identify, message_identity, settle_now
+from ..sending import MessageFuture, OutboundDesk, Settlement, identify, message_identity, settle_now
 from .state import Connection, Session
 
 __all__ = ["Outbound", "new_message_id"]
@@ -236,7 +236,7 @@ class Outbound:
                 if step.text is None:
                     if step.wait is None:
                         s.direct_send = True
-                    self._waiting_room = step.wait == WAIT_FOR_ACK
+                    self._waiting_room = step.room
             self.settle(done)
             text = step.text
             if text is None:
