@@ -303,19 +303,22 @@ class OutboundWindow:
         if unacked:
             self._tail.append(now)
             return [Completion(mid, Outcome.WRITTEN, tuple(waiters))] if waiters else []
-        done = self.expire(now) if self._entries else []
-        nbytes = _utf8_len(text)
+        entries = self._entries
+        done = []
+        if entries and now - next(iter(entries.values())).first_at > self.retention:
+            done = self.expire(now)
+        nbytes = len(text) if text.isascii() else _utf8_len(text)
         if self.max_bytes is not None and nbytes > self.max_bytes:
             self.dropped += 1
             if waiters:
                 done.append(Completion(mid, Outcome.DROPPED, tuple(waiters), "larger than the window's max_bytes"))
             return done
-        while self._entries and not self._fits(nbytes, strict=True):
+        while entries and not self._fits(nbytes, strict=True):
             done.extend(self._drop_oldest("the window of unacknowledged messages was full"))
         entry = _Entry(text, nbytes, now, conn)
         entry.waiters = waiters
         entry.by_reply = by_reply
-        self._entries[mid] = entry
+        entries[mid] = entry
         self._bytes += nbytes
         return done
 

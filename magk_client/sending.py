@@ -68,12 +68,17 @@ class MessageFuture(Future[SendResult]):
 def message_identity(message: Union[RealtimeMessage, Mapping[str, Any]]) -> Tuple[str, bool]:
     """``(id, acknowledged)`` of an outbound message that has an id: whether a server that
     acknowledges confirms it (not a ping, pong or command envelope)."""
-    if isinstance(message, RealtimeMessage):
+    if type(message) is dict:  # the common case, on every send: no ABC checks
+        data = message.get("data")
+        mtype = message.get("type")
+    elif isinstance(message, RealtimeMessage):
         return str(message.id), is_acknowledged_type(str(message.type), message.data)
-    data = message.get("data")
-    return str(message.get("id")), is_acknowledged_type(
-        str(message.get("type")), data if isinstance(data, Mapping) else {}
-    )
+    else:
+        data = message.get("data")
+        mtype = message.get("type")
+    if type(data) is not dict and not isinstance(data, Mapping):
+        data = {}
+    return str(message.get("id")), is_acknowledged_type(str(mtype), data)
 
 
 def identify(text: str) -> Tuple[Optional[str], bool]:
@@ -283,6 +288,17 @@ class OutboundDesk:
             self.rate_limit_waits += 1
             return False
         return True
+
+    def take(
+        self, mid: str, text: str, acked: bool, conn: int, now: float, waiter: Any = None, *, http: bool = False
+    ) -> Optional[List[Completion]]:
+        """:meth:`admit`, then :meth:`record` (step 1) in one call (the direct send's hot path):
+        None when the message is to be queued instead."""
+        if not self.admit(text, acked, now):
+            return None
+        if not acked:
+            return []
+        return self.window.record(mid, text, conn, now, waiter, by_reply=http)
 
     def record(
         self, mid: str, text: str, acked: bool, conn: int, now: float, waiter: Any = None, *, http: bool = False

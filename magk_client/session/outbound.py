@@ -132,22 +132,25 @@ class Outbound:
             raise MessageTooLargeError(f"message of {len(text)} characters is over max_message_size={limit}")
         desk = self.desk
         now = time.monotonic()
+        http = False
         with s.lock:
             if s.closed:
                 raise ClientClosedError("this RealtimeService was closed")
             conn = s.conn if s.direct_send else None
-            if conn is not None and not desk.admit(text, acked, now):
-                s.direct_send = False  # the supervisor sends the queue as tokens and room come
-                s.wake.set()
-                conn = None
+            if conn is not None:
+                http = conn.ctype is ConnectionType.EVENTSOURCE
+                taken = desk.take(mid, text, acked, conn.number, now, waiter, http=http)
+                if taken is None:  # no room or no token: queued, the supervisor sends it as they come
+                    s.direct_send = False
+                    s.wake.set()
+                    conn = None
+                else:
+                    done = taken
             if conn is None:
                 self._enqueue_locked(text)
                 if waiter is not None:
                     desk.wait_queued(mid, waiter, self.outbox)
                 done = desk.queue_discards(self.outbox)
-            else:
-                http = conn.ctype is ConnectionType.EVENTSOURCE
-                done = desk.record(mid, text, acked, conn.number, now, waiter, http=http)
         if conn is None:
             self.settle(done)
             if s.trace:
@@ -162,8 +165,10 @@ class Outbound:
             return False, mid
         with s.lock:
             s.stats.sent += 1
-            done += desk.written(mid, acked, http=http, waiter=waiter)
-        self.settle(done)
+            if http or not acked or desk.window.has_queued_waiters:
+                done += desk.written(mid, acked, http=http, waiter=waiter)
+        if done:
+            self.settle(done)
         if s.trace:
             self._trace_out(message, len(text), f"sent over connection {conn.number}")
         return True, mid
