@@ -169,6 +169,11 @@ class OutboundWindow:
     def __contains__(self, mid: object) -> bool:
         return mid in self._entries
 
+    def written_on(self, mid: str) -> Optional[int]:
+        """The connection ``mid`` was last written on (None: not held, or waiting to be sent again)."""
+        entry = self._entries.get(mid)
+        return None if entry is None else entry.conn
+
     def awaits_resend(self, mid: str) -> bool:
         """Is ``mid`` held, its connection broken (see :meth:`resends`)?"""
         entry = self._entries.get(mid)

@@ -190,10 +190,13 @@ class Outbound:
         with s.lock:
             s.fail_connection_locked(conn, err)
             self.note_outage_locked(err, self.queues_offline(err))
+            window = self.desk.window
+            if mid in window and window.written_on(mid) != conn.number:
+                return  # the connection was found broken first: the window holds it for a resend (or resent it)
             try:
                 self._check_queueable_locked()
             except NotConnectedError:
-                self.desk.window.unrecord(mid)
+                window.unrecord(mid)
                 raise
             self.desk.unsend(mid, text, self.outbox, time.monotonic(), waiter=waiter)
             self.desk.window.wait_queued(mid, waiters)
