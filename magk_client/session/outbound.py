@@ -191,13 +191,13 @@ class Outbound:
             s.fail_connection_locked(conn, err)
             self.note_outage_locked(err, self.queues_offline(err))
             window = self.desk.window
-            if mid in window and window.written_on(mid) != conn.number:
-                return  # the connection was found broken first: the window holds it for a resend (or resent it)
             try:
                 self._check_queueable_locked()
             except NotConnectedError:
-                window.unrecord(mid)
+                window.unrecord(mid)  # the caller is told it failed: it is not sent again either
                 raise
+            if mid in window and window.written_on(mid) != conn.number:
+                return  # the connection was found broken first: the window holds it for a resend (or resent it)
             self.desk.unsend(mid, text, self.outbox, time.monotonic(), waiter=waiter)
             self.desk.window.wait_queued(mid, waiters)
             done = self.desk.queue_discards(self.outbox)
