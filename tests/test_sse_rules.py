@@ -586,6 +586,22 @@ def test_s21_canonical_batches_agree_with_the_reference(raw: bytes, cuts: List[i
     assert decode_all(_split(raw, cuts)) == expected
 
 
+@pytest.mark.parametrize("width", [0, 3, 150, 1500, 9000, 20000])
+def test_canonical_batch_of_many_events_agrees_with_the_reference(width: int) -> None:
+    # sseclient-py gets several data lines of a canonical batch as one event (split on LF
+    # again): values with spaces, colons and non-ASCII, batches longer than a group, and lines
+    # long enough that a group shrinks or goes back to one line per event.
+    values = [b"", b" lead", b"a:b", b"\xe2\x82\xac", b"x" * width, b"{\"n\": 1}", b"  two", b"tail "]
+    fields = [b"data: ", b"data:"]
+    raw = b"".join(
+        b"id: e-%d\n%s%s%d\n\n" % (i, fields[i % 2], values[i % len(values)], i) for i in range(131)
+    )
+    expected = reference(raw)
+    assert len(expected) == 131
+    assert decode_all([raw]) == expected
+    assert decode_all(_split(raw, [len(raw) // 3, len(raw) // 2])) == expected
+
+
 def test_canonical_batch_takes_ids_from_the_id_lines() -> None:
     raw = b"".join(b"id: e-%d\ndata: {\"n\": %d}\n\n" % (i, i) for i in range(50))
     d = SSEDecoder(last_event_id="e-0")
