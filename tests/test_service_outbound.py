@@ -19,6 +19,8 @@ from magk_client.testing import Backend
 
 #: the hammer: senders, seconds, seconds between forced drops (benchmarks/bench_outbound.py: 16 x 10 s)
 THREADS, SECONDS, DROP_EVERY = 16, 3.0, 0.5
+#: drops that must hit a live connection before a run ends (a loaded machine gets fewer per second)
+MIN_DROPS = 3
 
 
 def _service(backend: Backend, *, ws: bool = True, **overrides: Any) -> RealtimeService:
@@ -52,6 +54,7 @@ class Hammer:
         self.refused = 0
         self.drops = 0
         self._stop = threading.Event()
+        self._dropped = threading.Condition()
 
     def _send(self, k: int) -> None:
         out = self.accepted[k]
@@ -68,7 +71,10 @@ class Hammer:
 
     def _drop(self) -> None:
         while not self._stop.wait(self.drop_every):  # the pace of the fault, not a synchronisation
-            self.drops += self.backend.drop_connections() > 0
+            if self.backend.drop_connections() > 0:
+                with self._dropped:
+                    self.drops += 1
+                    self._dropped.notify_all()
 
     def run(self) -> List[str]:
         workers = [threading.Thread(target=self._send, args=(k,), name=f"hammer-{k}") for k in range(self.threads)]
@@ -76,6 +82,9 @@ class Hammer:
         for t in workers:
             t.start()
         self._stop.wait(self.seconds)  # the length of the run
+        # ... and on a loaded machine, until at least MIN_DROPS drops have hit a live connection
+        with self._dropped:
+            self._dropped.wait_for(lambda: self.drops >= MIN_DROPS, timeout=10 * self.seconds)
         self._stop.set()
         for t in workers:
             t.join(30)
@@ -100,7 +109,7 @@ def test_every_accepted_message_is_processed_exactly_once_under_forced_drops(ws:
             service.connect(timeout=10)
             hammer = Hammer(service, backend, THREADS, SECONDS, DROP_EVERY, wait=not ws)
             accepted = hammer.run()
-            assert hammer.drops >= 3 and hammer.refused == 0
+            assert hammer.drops >= MIN_DROPS and hammer.refused == 0
             # acknowledged, hence processed: once nothing is queued or unacknowledged, all is there
             eventually(lambda: _settled(service), 120, "the queue and the window to empty")
             health = service.get_connection_health()
