@@ -21,6 +21,7 @@ cost: at most one extra full collection per foreign one that met a busy service.
 
 from __future__ import annotations
 
+import _thread
 import gc
 import threading
 import time
@@ -43,12 +44,18 @@ class _GcWatch:
         self._covered = 0
 
     def on_gc(self, phase: str, info: Dict[str, Any]) -> None:
-        """The ``gc.callbacks`` hook (runs inside a collection: no lock, no allocation worth naming)."""
-        if info.get("generation") == 2 and threading.get_ident() != self._owner:
-            if phase == "start":
-                self.started += 1
-            else:
-                self.stopped += 1
+        """The ``gc.callbacks`` hook (runs inside a collection: no lock, no allocation worth naming).
+
+        A Ctrl-C that lands while this runs would be swallowed by the collector ("Exception
+        ignored in ..."), and a script would not stop: it is handed back to the main thread."""
+        try:
+            if info.get("generation") == 2 and threading.get_ident() != self._owner:
+                if phase == "start":
+                    self.started += 1
+                else:
+                    self.stopped += 1
+        except KeyboardInterrupt:
+            _thread.interrupt_main()
 
     def token(self) -> int:
         """Taken when a step starts: the collections started so far, or -1 if one is running."""
