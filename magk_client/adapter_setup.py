@@ -14,12 +14,11 @@ reading a CA file when a TLS context is built), and the response transformers.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
-from .config import RealtimeAdapterConfig, RealtimeConnectionConfig
+from .config import RealtimeAdapterConfig, RealtimeConnectionConfig, logging_level
 from .errors import ConfigError
 from .http_client import HttpClient
 from .models import CommandResponse
@@ -34,22 +33,12 @@ __all__ = [
 ]
 
 _URL_FIELDS = ("websocket_url", "event_source_url", "messages_url")
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
-           "error": logging.ERROR}
 
 
 def adapter_config(
     config: Union[RealtimeAdapterConfig, Mapping[str, Any], None], overrides: Mapping[str, Any]
 ) -> RealtimeAdapterConfig:
-    if config is None:
-        cfg = RealtimeAdapterConfig()
-    elif isinstance(config, RealtimeAdapterConfig):
-        cfg = config
-    elif isinstance(config, Mapping):
-        cfg = RealtimeAdapterConfig.from_dict(config)
-    else:
-        raise ConfigError(f"config must be a RealtimeAdapterConfig or a dict, got {type(config).__name__}")
-    return cfg.replace(**overrides) if overrides else cfg
+    return RealtimeAdapterConfig.coerce(config, overrides)
 
 
 def _messages_url(cfg: RealtimeAdapterConfig) -> str:
@@ -117,7 +106,7 @@ def build_http_client(cfg: RealtimeAdapterConfig, service_cfg: RealtimeConnectio
 
 
 def log_level_number(name: str) -> int:
-    return _LEVELS.get(name, logging.INFO)
+    return logging_level(name)
 
 
 Transformer = Callable[[CommandResponse], CommandResponse]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -35,6 +36,15 @@ _C = TypeVar("_C", bound="_ConfigBase")
 
 _CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")
 _LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+_LEVEL_NUMBERS = {
+    "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def logging_level(name: str) -> int:
+    """The :mod:`logging` level of a config's ``log_level`` (INFO for anything unknown)."""
+    return _LEVEL_NUMBERS.get(name, logging.INFO)
 
 
 def _snake(key: str) -> str:
@@ -95,6 +105,19 @@ class _ConfigBase(DataClassJsonMixin):
         except ValueError as exc:
             raise ConfigError(f"{cls.__name__}: invalid JSON: {exc}") from None
         return cls.from_dict(data)
+
+    @classmethod
+    def coerce(cls: Type[_C], config: Union[_C, Mapping[str, Any], None], overrides: Mapping[str, Any]) -> _C:
+        """``config`` as an instance (None: the defaults; a dict: :meth:`from_dict`), with ``overrides``."""
+        if config is None:
+            cfg = cls()
+        elif isinstance(config, cls):
+            cfg = config
+        elif isinstance(config, Mapping):
+            cfg = cls.from_dict(dict(config))
+        else:
+            raise ConfigError(f"config must be a {cls.__name__} or a dict, got {type(config).__name__}")
+        return cfg.replace(**overrides) if overrides else cfg
 
     def replace(self: _C, **changes: Any) -> _C:
         """Return a validated copy with ``changes`` applied (camelCase keys accepted)."""

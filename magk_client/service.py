@@ -71,20 +71,6 @@ logger = logging.getLogger("magk_client.service")
 _service_numbers = itertools.count(1)
 
 
-def _coerce_config(
-    config: Union[RealtimeConnectionConfig, Mapping[str, Any], None], overrides: Mapping[str, Any]
-) -> RealtimeConnectionConfig:
-    if config is None:
-        cfg = RealtimeConnectionConfig()
-    elif isinstance(config, RealtimeConnectionConfig):
-        cfg = config
-    elif isinstance(config, Mapping):
-        cfg = RealtimeConnectionConfig.from_dict(config)
-    else:
-        raise ConfigError(f"config must be a RealtimeConnectionConfig or a dict, got {type(config).__name__}")
-    return cfg.replace(**overrides) if overrides else cfg
-
-
 class RealtimeService:
     """A live, self-healing connection to a MAGK backend (WebSocket or SSE).
 
@@ -108,7 +94,7 @@ class RealtimeService:
         error_recovery: Union[ErrorRecoveryConfig, Mapping[str, Any], None] = None,
         **overrides: Any,
     ) -> None:
-        cfg = _coerce_config(config, overrides)
+        cfg = RealtimeConnectionConfig.coerce(config, overrides)
         recovery = ErrorRecoveryConfig() if error_recovery is None else ErrorRecoveryConfig.from_dict(error_recovery)
         self._number = next(_service_numbers)
         s = self._session = Session(cfg, recovery, self._number)

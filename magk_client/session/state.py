@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .. import codec
-from ..config import ErrorRecoveryConfig, RealtimeConnectionConfig
+from ..config import ErrorRecoveryConfig, RealtimeConnectionConfig, logging_level
 from ..delivery import DeliveryTracker
 from ..errors import MagkConnectionError, MagkError
 from ..models import ConnectionState, ConnectionType, MessageType
@@ -33,14 +33,6 @@ service_logger = logging.getLogger("magk_client.service")
 
 #: the client's own business (handled by the reader; only subscriptions naming the type get them)
 CONTROL = frozenset({MessageType.PING, MessageType.PONG, MessageType.HEARTBEAT, MessageType.ACK})
-#: RealtimeConnectionConfig.log_level -> the level of the service's logger
-_LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
 #: states in which no outage is going on: send_message may queue (see Outbound)
 _NO_OUTAGE = frozenset({ConnectionState.CONNECTING, ConnectionState.CONNECTED, ConnectionState.DISCONNECTED})
 #: ends a dispatcher (put on its queue) and a MessageStream
@@ -146,7 +138,7 @@ class Session:
         """The logger's level is ``log_level``, DEBUG with ``enable_debug_logging`` (which also
         turns on the per-message lines). What is shown is still up to the application's
         logging configuration (see :class:`_AppLevel`). Not under the lock (logging has its own)."""
-        self.logger.setLevel(logging.DEBUG if cfg.enable_debug_logging else _LOG_LEVELS[cfg.log_level])
+        self.logger.setLevel(logging.DEBUG if cfg.enable_debug_logging else logging_level(cfg.log_level))
         self.trace = cfg.enable_debug_logging
 
     def reconfigure_policies_locked(self, cfg: RealtimeConnectionConfig) -> None:
